@@ -1,0 +1,150 @@
+//! Authenticating a client against `[[users]]`: SCRAM-SHA-256 or md5.
+//!
+//! An unknown user goes through the same exchange as a known one (a mock SCRAM
+//! verifier, a random md5 salt) and gets the same message, so the pooler does not
+//! reveal which users exist.
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::auth::{md5, AuthError, ScramExchange, ScramVerifier, Secret, MECHANISM};
+use crate::config::AuthType;
+use crate::error::{sqlstate, ClientError};
+use crate::net::Stream;
+use crate::protocol::{backend, frontend, tag, Header, HEADER_LEN};
+
+/// Why authentication did not succeed.
+#[derive(Debug)]
+pub enum AuthFail {
+    /// The client hung up mid-exchange (psql does this to prompt for a password).
+    Gone,
+    Refused(ClientError),
+}
+
+fn failed(user: &str) -> AuthFail {
+    AuthFail::Refused(ClientError::fatal(
+        sqlstate::INVALID_PASSWORD,
+        format!("password authentication failed for user \"{user}\""),
+    ))
+}
+
+fn protocol(message: &str) -> AuthFail {
+    AuthFail::Refused(ClientError::fatal(sqlstate::PROTOCOL_VIOLATION, message))
+}
+
+/// Runs the exchange. `shown_user` is the name the client logged in with (used in messages).
+pub async fn authenticate(
+    stream: &mut Stream,
+    method: AuthType,
+    secret: Option<&Secret>,
+    shown_user: &str,
+    mock_key: &[u8; 32],
+    max_message: usize,
+) -> Result<(), AuthFail> {
+    match method {
+        AuthType::ScramSha256 => {
+            let (verifier, always_fail) = match secret.and_then(Secret::scram) {
+                Some(v) => (v.clone(), false),
+                None => (ScramVerifier::mock(shown_user, mock_key), true),
+            };
+            scram(
+                stream,
+                ScramExchange::new(verifier, always_fail),
+                shown_user,
+                max_message,
+            )
+            .await
+        }
+        AuthType::Md5 => {
+            let salt: [u8; 4] = rand::random();
+            let mut out = BytesMut::with_capacity(16);
+            backend::authentication_md5(&mut out, salt);
+            send(stream, &out).await?;
+            let body = read_password_message(stream, max_message).await?;
+            let response = frontend::decode_password(&body)
+                .ok_or_else(|| protocol("malformed password message"))?;
+            match secret.and_then(Secret::md5) {
+                Some(stored) if md5::verify(stored, salt, response) => Ok(()),
+                _ => Err(failed(shown_user)),
+            }
+        }
+    }
+}
+
+async fn scram(
+    stream: &mut Stream,
+    mut exchange: ScramExchange,
+    shown_user: &str,
+    max_message: usize,
+) -> Result<(), AuthFail> {
+    let mut out = BytesMut::with_capacity(128);
+    backend::authentication_sasl(&mut out, &[MECHANISM]);
+    send(stream, &out).await?;
+
+    let body = read_password_message(stream, max_message).await?;
+    let (mechanism, data) = frontend::decode_sasl_initial_response(&body)
+        .ok_or_else(|| protocol("malformed SASLInitialResponse"))?;
+    if mechanism != MECHANISM {
+        return Err(protocol(
+            "client selected an invalid SASL authentication mechanism",
+        ));
+    }
+    let server_first = exchange
+        .client_first(data)
+        .map_err(|e| scram_error(e, shown_user))?;
+    out.clear();
+    backend::authentication_sasl_continue(&mut out, &server_first);
+    send(stream, &out).await?;
+
+    let body = read_password_message(stream, max_message).await?;
+    let server_final = exchange
+        .client_final(&body)
+        .map_err(|e| scram_error(e, shown_user))?;
+    out.clear();
+    backend::authentication_sasl_final(&mut out, &server_final);
+    send(stream, &out).await
+}
+
+fn scram_error(e: AuthError, user: &str) -> AuthFail {
+    match e {
+        AuthError::Failed => failed(user),
+        other => AuthFail::Refused(ClientError::fatal(other.sqlstate(), other.to_string())),
+    }
+}
+
+async fn send(stream: &mut Stream, bytes: &[u8]) -> Result<(), AuthFail> {
+    stream.write_all(bytes).await.map_err(|_| AuthFail::Gone)
+}
+
+/// Reads one PasswordMessage-family message ('p') whole, bounded by `max`.
+async fn read_password_message(stream: &mut Stream, max: usize) -> Result<BytesMut, AuthFail> {
+    let mut buf = BytesMut::with_capacity(256);
+    loop {
+        match Header::parse(&buf) {
+            Err(e) => return Err(protocol(&e.to_string())),
+            Ok(Some(h)) if h.tag != tag::PASSWORD => {
+                return Err(protocol(&format!(
+                    "expected password response, got message type '{}'",
+                    char::from(h.tag)
+                )))
+            }
+            Ok(Some(h)) if h.total_len() > max => {
+                return Err(protocol("authentication message too long"))
+            }
+            Ok(Some(h)) if buf.len() >= h.total_len() => {
+                buf.advance(HEADER_LEN);
+                buf.truncate(h.body_len);
+                return Ok(buf);
+            }
+            _ => {}
+        }
+        if stream
+            .read_buf(&mut buf)
+            .await
+            .map_err(|_| AuthFail::Gone)?
+            == 0
+        {
+            return Err(AuthFail::Gone);
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Accepting client connections on TCP and the optional Unix socket, within
+//! `max_client_connections`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Semaphore;
+
+use super::startup::{read_first, First};
+use super::{send_error, serve};
+use crate::error::{sqlstate, ClientError};
+use crate::net::Stream;
+use crate::pooler::Shared;
+
+/// Over-limit connections being told so at once; beyond this they are just closed.
+const MAX_REJECTING: usize = 256;
+/// How long an over-limit client gets to send its startup packet.
+const REJECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub async fn accept_loop(
+    shared: Arc<Shared>,
+    tcp: TcpListener,
+    unix: Option<UnixListener>,
+    limit: Arc<Semaphore>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let rejecting = Arc::new(Semaphore::new(MAX_REJECTING));
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut shutdown => return,
+            r = tcp.accept() => r.and_then(|(s, _)| Stream::tcp(s)),
+            r = accept_unix(unix.as_ref()) => r,
+        };
+        let stream = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        match Arc::clone(&limit).try_acquire_owned() {
+            Ok(permit) => {
+                let shared = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    serve(stream, shared).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                if let Ok(permit) = Arc::clone(&rejecting).try_acquire_owned() {
+                    let max = shared.config.pooler.max_client_connections;
+                    let packet_limit = shared.config.pooler.max_startup_packet_size;
+                    tokio::spawn(async move {
+                        reject(stream, max, packet_limit).await;
+                        drop(permit);
+                    });
+                }
+            }
+        }
+    }
+}
+
+async fn accept_unix(unix: Option<&UnixListener>) -> std::io::Result<Stream> {
+    match unix {
+        Some(l) => l.accept().await.map(|(s, _)| Stream::Unix(s)),
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads the client's startup so it can understand the answer, then refuses it.
+async fn reject(mut stream: Stream, max: usize, packet_limit: usize) {
+    let read = tokio::time::timeout(REJECT_TIMEOUT, read_first(&mut stream, packet_limit)).await;
+    if let Ok(Ok(First::Startup(_))) = read {
+        tracing::warn!(max, "refusing client: max_client_connections reached");
+        let error = ClientError::fatal(
+            sqlstate::TOO_MANY_CONNECTIONS,
+            format!("sorry, too many clients already (max_client_connections = {max})"),
+        );
+        send_error(&mut stream, &error).await;
+    }
+}

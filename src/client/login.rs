@@ -1,0 +1,151 @@
+//! From the first packet to ReadyForQuery: find the database and tenant,
+//! negotiate the protocol version, authenticate, and greet the client with the
+//! server's parameters and a cancel key of our own.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+
+use super::authenticate::{authenticate, AuthFail};
+use super::startup::{read_first, First, StartupFail};
+use crate::cancel::Registration;
+use crate::error::{sqlstate, ClientError};
+use crate::net::Stream;
+use crate::pooler::{Database, Shared};
+use crate::protocol::backend;
+use crate::protocol::startup::PROTOCOL_MINOR;
+use crate::tenant::{TenantError, TenantId};
+
+/// A logged-in client, ready for its session.
+pub struct Login {
+    pub database: Arc<Database>,
+    /// The pooler user it authenticated as.
+    pub user: String,
+    pub tenant: Option<TenantId>,
+    pub cancel: Registration,
+    pub peer: String,
+}
+
+/// Runs the handshake. `Ok(None)`: the connection was a cancel request, or the
+/// client left; nothing more to do.
+pub async fn login(
+    stream: &mut Stream,
+    shared: &Arc<Shared>,
+) -> Result<Option<Login>, ClientError> {
+    let pooler = &shared.config.pooler;
+    let startup = match read_first(stream, pooler.max_startup_packet_size).await {
+        Ok(First::Startup(m)) => m,
+        Ok(First::Cancel { pid, secret }) => {
+            forward_cancel(shared, pid, &secret).await;
+            return Ok(None);
+        }
+        Err(StartupFail::Gone) => return Ok(None),
+        Err(StartupFail::Refused(e)) => return Err(e),
+    };
+
+    let shown_user = startup.get("user").unwrap_or_default().to_owned();
+    if shown_user.is_empty() {
+        return Err(ClientError::fatal(
+            sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+            "no PostgreSQL user name specified in startup packet",
+        ));
+    }
+    let db_name = startup
+        .get("database")
+        .filter(|d| !d.is_empty())
+        .unwrap_or(&shown_user);
+    let database = shared.database(db_name).cloned().ok_or_else(|| {
+        ClientError::fatal(
+            sqlstate::INVALID_CATALOG_NAME,
+            format!("database \"{db_name}\" does not exist"),
+        )
+    })?;
+
+    let (user, tenant) = match &database.tenant {
+        Some(policy) => policy.resolve(&shown_user).map_err(|e| {
+            let err =
+                ClientError::fatal(sqlstate::INVALID_AUTHORIZATION_SPECIFICATION, e.to_string());
+            match e {
+                TenantError::Missing => err.with_hint(format!(
+                    "database \"{db_name}\" is tenant-scoped: log in as \"{shown_user}.<tenant>\""
+                )),
+                TenantError::Invalid { .. } => err,
+            }
+        })?,
+        None => (shown_user.as_str(), None),
+    };
+    let user = user.to_owned();
+
+    let mut out = BytesMut::with_capacity(512);
+    let options: Vec<&str> = startup.protocol_options().collect();
+    if startup.minor > PROTOCOL_MINOR || !options.is_empty() {
+        backend::negotiate_protocol_version(&mut out, PROTOCOL_MINOR, &options);
+        stream.write_all(&out).await.map_err(|_| gone())?;
+        out.clear();
+    }
+
+    match authenticate(
+        stream,
+        pooler.auth_type,
+        shared.user(&user),
+        &shown_user,
+        &shared.mock_key,
+        pooler.max_startup_packet_size,
+    )
+    .await
+    {
+        Ok(()) => {}
+        Err(AuthFail::Gone) => return Ok(None),
+        Err(AuthFail::Refused(e)) => {
+            tracing::info!(user = %shown_user, database = %db_name, outcome = "refused", reason = %e, "client login");
+            return Err(e);
+        }
+    }
+
+    let params = database
+        .pool
+        .server_params()
+        .await
+        .map_err(|e| e.to_client())?;
+    let cancel = shared.cancel.register();
+
+    backend::authentication_ok(&mut out);
+    for (name, value) in params.iter() {
+        // The client sees its own application_name, as PostgreSQL would show it.
+        let value = match name.as_str() {
+            "application_name" => startup.get("application_name").unwrap_or(""),
+            _ => value,
+        };
+        backend::parameter_status(&mut out, name, value);
+    }
+    backend::backend_key_data(&mut out, cancel.pid, cancel.secret);
+    backend::ready_for_query(&mut out, b'I');
+    stream.write_all(&out).await.map_err(|_| gone())?;
+
+    let peer = stream.peer();
+    tracing::info!(user = %user, database = %db_name, tenant = tenant.as_ref().map(TenantId::as_str).unwrap_or(""), peer = %peer, outcome = "ok", "client login");
+    Ok(Some(Login {
+        database,
+        user,
+        tenant,
+        cancel,
+        peer,
+    }))
+}
+
+/// A client that vanished mid-handshake: nothing will read an error.
+fn gone() -> ClientError {
+    ClientError::fatal(sqlstate::CONNECTION_FAILURE, "client connection lost")
+}
+
+async fn forward_cancel(shared: &Shared, pid: i32, secret: &[u8]) {
+    match shared.cancel.lookup(pid, secret) {
+        Some((target, key)) => {
+            if let Err(e) = crate::server::cancel::send_cancel(&target, key).await {
+                tracing::warn!(error = %e, "forwarding cancel request failed");
+            }
+        }
+        None => tracing::debug!(pid, "cancel request for no running query, ignored"),
+    }
+}

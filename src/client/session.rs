@@ -1,0 +1,223 @@
+//! A logged-in client's life: wait for its next message, lend it a server
+//! connection (set to its tenant), relay until the transaction ends, give the
+//! server back. In session mode the server stays lent until the client leaves.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio_util::io::poll_read_buf;
+
+use super::login::Login;
+use super::send_error;
+use crate::config::PoolMode;
+use crate::error::{sqlstate, ClientError};
+use crate::net::Stream;
+use crate::pool::{reset, ServerConn};
+use crate::pooler::Shared;
+use crate::relay::{ClientHalf, Outcome, Relay, RelayError, ServerHalf, Tracker};
+use crate::tenant::ServerTenant;
+
+/// What woke an idle session.
+enum Wake {
+    Client,
+    /// Only in session mode: the held server sent something unasked (a notification).
+    Server,
+    Gone,
+}
+
+pub async fn run(mut client: Stream, login: Login, shared: &Arc<Shared>) {
+    let Login {
+        database,
+        tenant,
+        cancel,
+        ..
+    } = login;
+    let pool = &database.pool;
+    let policy = database.tenant.as_ref();
+    let set_tenant = policy.map(|p| p.set_message(tenant.as_ref()));
+    let affinity = policy.is_some_and(|p| p.affinity);
+    let max_message = shared.config.pooler.max_message_size;
+
+    let mut inbound = ClientHalf::default();
+    let mut outbound = ServerHalf::default();
+    let mut tracker = Tracker::default();
+    let mut held: Option<ServerConn> = None;
+
+    loop {
+        // 1. Wait until the client has a whole message header for us (or, in session
+        //    mode, the held server has something to say).
+        if !inbound.has_ready() {
+            let wake = match &held {
+                None => match client.readable().await {
+                    Ok(()) => Wake::Client,
+                    Err(_) => Wake::Gone,
+                },
+                Some(server) => tokio::select! {
+                    r = client.readable() => if r.is_ok() { Wake::Client } else { Wake::Gone },
+                    r = server.stream.readable() => if r.is_ok() { Wake::Server } else { Wake::Gone },
+                },
+            };
+            match wake {
+                Wake::Gone => break,
+                Wake::Server => {}
+                Wake::Client => {
+                    inbound.reserve();
+                    let read =
+                        poll_fn(|cx| poll_read_buf(Pin::new(&mut client), cx, &mut inbound.buf))
+                            .await;
+                    match read {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                    if let Err(e) = inbound.scan(&mut tracker, policy, max_message) {
+                        send_error(
+                            &mut client,
+                            &ClientError::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string()),
+                        )
+                        .await;
+                        break;
+                    }
+                    if inbound.terminated {
+                        break;
+                    }
+                    if !inbound.has_ready() {
+                        continue;
+                    }
+                }
+            }
+        }
+
+        // 2. Get a server connection.
+        let server = match &mut held {
+            Some(server) => server,
+            None => match pool.checkout(tenant.as_ref(), affinity).await {
+                Ok(server) => held.insert(server),
+                Err(e) => {
+                    send_error(&mut client, &e.to_client()).await;
+                    return;
+                }
+            },
+        };
+
+        // 3. Make sure it holds this client's tenant, without a round trip of its own.
+        let mut injected = false;
+        if let Some(set) = &set_tenant {
+            if server.tenant.matches(tenant.as_ref()) {
+                pool.stats.tenant_sets_skipped.inc();
+            } else {
+                inbound.set_prefix(set.clone());
+                outbound.swallowing = true;
+                server.tenant = ServerTenant::Unknown;
+                injected = true;
+                pool.stats.tenant_sets_sent.inc();
+            }
+        }
+
+        // 4. Relay until the transaction is over.
+        cancel.slot.set(&pool.target, server.key);
+        let result = Relay {
+            client: &mut client,
+            inbound: &mut inbound,
+            server,
+            outbound: &mut outbound,
+            tracker: &mut tracker,
+            policy,
+            max_message,
+        }
+        .await;
+        cancel.slot.clear();
+
+        if injected && !outbound.swallowing && result.is_ok() {
+            server.tenant = ServerTenant::Known(tenant.as_ref().map(|t| Arc::clone(t.as_arc())));
+        }
+        if tracker.tenant_touched {
+            server.tenant = ServerTenant::Unknown;
+            tracker.tenant_touched = false;
+        }
+
+        match result {
+            Ok(Outcome::Idle) => {
+                pool.stats.transactions.inc();
+                tracker.reset();
+                if database.mode == PoolMode::Transaction {
+                    if let Some(server) = held.take() {
+                        pool.checkin(server);
+                    }
+                    inbound.shrink_if_idle();
+                }
+            }
+            Ok(Outcome::ClientGone) => break,
+            Err(e) => {
+                let error = relay_error_to_client(&e);
+                tracing::warn!(pool = %pool.name, error = %e, "closing client after relay error");
+                send_error(&mut client, &error).await;
+                // The server's state is unknown: drop (close) it rather than reuse it.
+                held = None;
+                tracker.reset();
+                break;
+            }
+        }
+    }
+
+    if let Some(server) = held.take() {
+        release_after_client(
+            pool.clone(),
+            server,
+            &tracker,
+            &inbound,
+            &outbound,
+            database.mode,
+        );
+    }
+}
+
+/// The client left while holding `server`. Give the server back if it is clean,
+/// roll back an open transaction first, and close it if anything is in flight.
+fn release_after_client(
+    pool: Arc<crate::pool::Pool>,
+    server: ServerConn,
+    tracker: &Tracker,
+    inbound: &ClientHalf,
+    outbound: &ServerHalf,
+    mode: PoolMode,
+) {
+    let quiet = inbound.nothing_in_flight() && outbound.is_drained(&server.buf);
+    let statement = if quiet && tracker.is_idle() {
+        match mode {
+            PoolMode::Transaction => {
+                pool.checkin(server);
+                return;
+            }
+            PoolMode::Session => reset::SESSION_RESET,
+        }
+    } else if quiet && tracker.is_idle_in_transaction() {
+        match mode {
+            PoolMode::Transaction => reset::ROLLBACK,
+            PoolMode::Session => reset::ROLLBACK_AND_RESET,
+        }
+    } else {
+        tracing::debug!(pool = %pool.name, server = server.id, "client left mid-request; closing its server connection");
+        return; // dropping closes it
+    };
+    tokio::spawn(async move {
+        if let Some(server) = reset::run(server, statement).await {
+            pool.checkin(server);
+        }
+    });
+}
+
+fn relay_error_to_client(e: &RelayError) -> ClientError {
+    match e {
+        RelayError::ClientProtocol(f) => ClientError::fatal(sqlstate::PROTOCOL_VIOLATION, f.to_string()),
+        RelayError::Server(crate::relay::OutboundError::TenantSet(fields)) => ClientError::fatal(
+            sqlstate::CONNECTION_FAILURE,
+            "tenantpool: could not set the tenant on the server connection; the connection was closed",
+        )
+        .with_detail(fields.to_string()),
+        other => ClientError::fatal(
+            sqlstate::CONNECTION_FAILURE,
+            format!("tenantpool: {other}; the transaction, if any, is lost"),
+        ),
+    }
+}

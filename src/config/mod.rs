@@ -1,0 +1,280 @@
+//! The TOML configuration: schema, defaults, and validation.
+//!
+//! The schema is a contract with operators and tooling: keys keep their names and
+//! meanings. Every struct denies unknown keys so a typo is an error, not a silent
+//! default. Durations are human-readable strings ("5s", "10min").
+
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+pub use validate::validate;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: {key}: {message}")]
+    Invalid {
+        file: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub pooler: PoolerConfig,
+    /// Users clients authenticate as.
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    /// Databases clients may ask for, by the name they ask for.
+    #[serde(default)]
+    pub databases: BTreeMap<String, DatabaseConfig>,
+}
+
+/// How clients prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthType {
+    /// SCRAM-SHA-256 (default): the password never crosses the wire.
+    #[default]
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+    /// MD5 challenge-response, for old drivers; needs a plaintext or md5 password in the config.
+    Md5,
+}
+
+/// `[pooler]`: the listener and limits shared by all pools.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolerConfig {
+    /// TCP address clients connect to. Default `127.0.0.1:6432`.
+    pub listen: String,
+    /// If set, also listen on the Unix socket `<dir>/.s.PGSQL.<port>` (so `psql -h <dir>` works).
+    pub unix_socket_dir: Option<PathBuf>,
+    /// Most client connections open at once; more are refused with 53300. Default 10000.
+    pub max_client_connections: usize,
+    /// Client authentication method. Default `scram-sha-256`.
+    pub auth_type: AuthType,
+    /// Largest startup packet accepted, in bytes. Default 10000 (PostgreSQL's own limit).
+    pub max_startup_packet_size: usize,
+    /// Largest message the pooler holds whole to inspect (authentication, Query and
+    /// Parse texts), in bytes. Larger Query/Parse messages still stream through, but
+    /// uninspected. Default 1 MiB.
+    pub max_message_size: usize,
+    /// A client must finish startup and authentication within this time. Default 15s.
+    #[serde(with = "humantime_serde")]
+    pub client_login_timeout: Duration,
+    /// A client waiting this long for a server connection gets an error. Default 120s.
+    #[serde(with = "humantime_serde")]
+    pub query_wait_timeout: Duration,
+    /// Connecting and logging in to a server must finish within this time. Default 15s.
+    #[serde(with = "humantime_serde")]
+    pub server_connect_timeout: Duration,
+    /// Server connections idle this long are closed (down to `min_pool_size`). Default 10min.
+    #[serde(with = "humantime_serde")]
+    pub server_idle_timeout: Duration,
+    /// Server connections older than this are closed when next idle. Default 1h.
+    #[serde(with = "humantime_serde")]
+    pub server_lifetime: Duration,
+    /// Runtime worker threads; default: one per CPU.
+    pub worker_threads: Option<usize>,
+}
+
+impl Default for PoolerConfig {
+    fn default() -> Self {
+        PoolerConfig {
+            listen: "127.0.0.1:6432".into(),
+            unix_socket_dir: None,
+            max_client_connections: 10_000,
+            auth_type: AuthType::default(),
+            max_startup_packet_size: crate::protocol::startup::DEFAULT_MAX_STARTUP_PACKET,
+            max_message_size: 1 << 20,
+            client_login_timeout: Duration::from_secs(15),
+            query_wait_timeout: Duration::from_secs(120),
+            server_connect_timeout: Duration::from_secs(15),
+            server_idle_timeout: Duration::from_secs(600),
+            server_lifetime: Duration::from_secs(3600),
+            worker_threads: None,
+        }
+    }
+}
+
+/// `[[users]]`: a user clients authenticate as.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    /// Plaintext, a `SCRAM-SHA-256$...` verifier, or an `md5...` hash (as in pg_authid).
+    pub password: String,
+}
+
+impl std::fmt::Debug for UserConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserConfig")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// When a client gets a server connection and gives it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolMode {
+    /// Per transaction (default): the server returns to the pool when it reports idle.
+    #[default]
+    Transaction,
+    /// Per client connection.
+    Session,
+}
+
+impl PoolMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolMode::Transaction => "transaction",
+            PoolMode::Session => "session",
+        }
+    }
+}
+
+/// `[databases.<name>]`: a pool of server connections.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Server host, or a directory holding its Unix socket when it starts with `/`. Default 127.0.0.1.
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// Default 5432.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Database name on the server; defaults to the table key.
+    pub dbname: Option<String>,
+    /// Role the pool logs in as.
+    pub user: String,
+    /// Password for that role (SCRAM, md5 or cleartext, as the server asks); none for trust.
+    pub password: Option<String>,
+    /// Most server connections for this pool. Default 20.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// Server connections kept open even when idle. Default 0.
+    #[serde(default)]
+    pub min_pool_size: usize,
+    #[serde(default)]
+    pub pool_mode: PoolMode,
+    /// Where each client's tenant comes from; absent for plain pooling.
+    pub tenant: Option<TenantConfig>,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("dbname", &self.dbname)
+            .field("user", &self.user)
+            .field("pool_size", &self.pool_size)
+            .field("min_pool_size", &self.min_pool_size)
+            .field("pool_mode", &self.pool_mode)
+            .field("tenant", &self.tenant)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_port() -> u16 {
+    5432
+}
+fn default_pool_size() -> usize {
+    20
+}
+
+/// Where a client's tenant comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantSource {
+    /// User `app.acme` logs in as pooler user `app`, tenant `acme` (split at the last `.`).
+    UserSuffix,
+}
+
+/// `[databases.<name>.tenant]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub source: TenantSource,
+    /// The server setting RLS policies read. Default `app.current_tenant`.
+    #[serde(default = "default_setting")]
+    pub setting: String,
+    /// Regular expression a tenant id must match in full. Default `^[A-Za-z0-9_-]{1,63}$`.
+    #[serde(default = "default_pattern")]
+    pub pattern: String,
+    /// Prefer an idle server connection already set to the client's tenant. Default true.
+    #[serde(default = "default_true")]
+    pub affinity: bool,
+    /// Refuse clients that name no tenant. Default true; when false they run with the
+    /// setting set to the empty string, which matches no tenant's rows.
+    #[serde(default = "default_true")]
+    pub required: bool,
+}
+
+pub const DEFAULT_TENANT_SETTING: &str = "app.current_tenant";
+pub const DEFAULT_TENANT_PATTERN: &str = "^[A-Za-z0-9_-]{1,63}$";
+/// Database name reserved for the admin console.
+pub const ADMIN_DATABASE: &str = "tenantpool";
+
+fn default_setting() -> String {
+    DEFAULT_TENANT_SETTING.into()
+}
+fn default_pattern() -> String {
+    DEFAULT_TENANT_PATTERN.into()
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Config {
+    /// Reads, parses and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Config::from_toml(&text, &file)
+    }
+
+    /// Parses and validates TOML text; `file` names it in error messages.
+    pub fn from_toml(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.into(),
+            message: e.to_string(),
+        })?;
+        validate(&config, file)?;
+        Ok(config)
+    }
+}
+
+impl DatabaseConfig {
+    /// Name of the database on the server.
+    pub fn server_dbname<'a>(&'a self, key: &'a str) -> &'a str {
+        self.dbname.as_deref().unwrap_or(key)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,111 @@
+//! Checks that cannot be expressed in the serde schema. Each error names the key.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use super::{AuthType, Config, ConfigError, ADMIN_DATABASE};
+use crate::auth::Secret;
+use crate::tenant::{SettingName, TenantPattern};
+
+pub fn validate(config: &Config, file: &str) -> Result<(), ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::Invalid {
+        file: file.into(),
+        key: key.into(),
+        message,
+    };
+    let p = &config.pooler;
+    p.listen.parse::<SocketAddr>().map_err(|e| {
+        invalid(
+            "pooler.listen",
+            format!("{e}: expected an IP address and port, e.g. \"127.0.0.1:6432\""),
+        )
+    })?;
+    if p.max_client_connections == 0 {
+        return Err(invalid(
+            "pooler.max_client_connections",
+            "must be at least 1".into(),
+        ));
+    }
+    if !(64..=1 << 20).contains(&p.max_startup_packet_size) {
+        return Err(invalid(
+            "pooler.max_startup_packet_size",
+            "must be between 64 bytes and 1 MiB".into(),
+        ));
+    }
+    if !(1024..=1 << 30).contains(&p.max_message_size) {
+        return Err(invalid(
+            "pooler.max_message_size",
+            "must be between 1 KiB and 1 GiB".into(),
+        ));
+    }
+    if p.worker_threads == Some(0) {
+        return Err(invalid(
+            "pooler.worker_threads",
+            "must be at least 1".into(),
+        ));
+    }
+
+    let mut names = HashSet::new();
+    for (i, user) in config.users.iter().enumerate() {
+        let key = format!("users[{i}]");
+        if user.name.is_empty() {
+            return Err(invalid(&format!("{key}.name"), "must not be empty".into()));
+        }
+        if !names.insert(user.name.as_str()) {
+            return Err(invalid(
+                &format!("{key}.name"),
+                format!("user \"{}\" is listed twice", user.name),
+            ));
+        }
+        let secret = Secret::parse(&user.password, &user.name)
+            .map_err(|e| invalid(&format!("{key}.password"), e.to_string()))?;
+        if p.auth_type == AuthType::Md5 && secret.md5().is_none() {
+            return Err(invalid(
+                &format!("{key}.password"),
+                "auth_type = \"md5\" needs a plaintext or md5 password, not a SCRAM verifier"
+                    .into(),
+            ));
+        }
+    }
+
+    for (name, db) in &config.databases {
+        let key = format!("databases.{name}");
+        if name.is_empty() {
+            return Err(invalid(&key, "database name must not be empty".into()));
+        }
+        if name == ADMIN_DATABASE {
+            return Err(invalid(
+                &key,
+                format!("the name \"{ADMIN_DATABASE}\" is reserved for the admin console"),
+            ));
+        }
+        if db.user.is_empty() {
+            return Err(invalid(&format!("{key}.user"), "must not be empty".into()));
+        }
+        if db.host.is_empty() {
+            return Err(invalid(&format!("{key}.host"), "must not be empty".into()));
+        }
+        if db.pool_size == 0 {
+            return Err(invalid(
+                &format!("{key}.pool_size"),
+                "must be at least 1".into(),
+            ));
+        }
+        if db.min_pool_size > db.pool_size {
+            return Err(invalid(
+                &format!("{key}.min_pool_size"),
+                format!(
+                    "{} is more than pool_size {}",
+                    db.min_pool_size, db.pool_size
+                ),
+            ));
+        }
+        if let Some(t) = &db.tenant {
+            SettingName::parse(&t.setting)
+                .map_err(|e| invalid(&format!("{key}.tenant.setting"), e.to_string()))?;
+            TenantPattern::new(&t.pattern)
+                .map_err(|e| invalid(&format!("{key}.tenant.pattern"), e.to_string()))?;
+        }
+    }
+    Ok(())
+}

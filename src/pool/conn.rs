@@ -1,0 +1,98 @@
+//! A pooled server connection: the socket, its read buffer, and what the pool
+//! knows about its state.
+
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use super::Pool;
+use crate::net::Stream;
+use crate::server::{BackendKey, LoggedIn};
+use crate::tenant::ServerTenant;
+
+/// Initial size of a server connection's read buffer.
+const READ_BUFFER: usize = 16 * 1024;
+
+/// A server connection owned by the pool or by the client currently using it.
+///
+/// Dropping it closes the socket and gives its place in the pool back, so every
+/// path that cannot vouch for the connection's state simply drops it.
+#[derive(Debug)]
+pub struct ServerConn {
+    pub stream: Stream,
+    /// Bytes read from the server and not yet relayed. Kept with the connection so
+    /// idle clients hold no buffer of their own for the server side.
+    pub buf: BytesMut,
+    /// What the tenant setting holds, as far as we know.
+    pub tenant: ServerTenant,
+    /// Cancel key of the backend process.
+    pub key: BackendKey,
+    /// Process-unique id, for logs and admin views.
+    pub id: u64,
+    pub created: Instant,
+    pub last_used: Instant,
+    _slot: Slot,
+}
+
+impl ServerConn {
+    pub(super) fn new(logged_in: LoggedIn, id: u64, slot: Slot) -> Self {
+        let mut buf = logged_in.leftover;
+        buf.reserve(READ_BUFFER);
+        let now = Instant::now();
+        ServerConn {
+            stream: logged_in.stream,
+            buf,
+            tenant: ServerTenant::Unknown,
+            key: logged_in.key,
+            id,
+            created: now,
+            last_used: now,
+            _slot: slot,
+        }
+    }
+
+    /// Whether an idle connection is still fit to hand out: the server has neither
+    /// closed it nor sent anything unasked (a FATAL on admin shutdown, a notice).
+    /// Costs no system call unless the reactor saw the socket become readable.
+    pub fn is_healthy(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            // Readiness may be stale; a read tells for sure.
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+}
+
+/// A place in a pool's `pool_size`, held from the moment a connection starts
+/// opening until it is closed. Its drop is the only way the count goes down.
+#[derive(Debug)]
+pub(super) struct Slot {
+    pool: Weak<Pool>,
+}
+
+impl Slot {
+    /// Wraps a place already counted in the pool's `open`.
+    pub(super) fn reserved(pool: &Arc<Pool>) -> Self {
+        Slot {
+            pool: Arc::downgrade(pool),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.upgrade() {
+            pool.slot_released();
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Lock-free counters a pool keeps for admin views, metrics and tests.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A monotonically increasing count.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline]
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    /// Transactions (server checkouts in transaction mode) completed.
+    pub transactions: Counter,
+    /// Tenant SETs sent ahead of a client's first message on a server connection.
+    pub tenant_sets_sent: Counter,
+    /// Checkouts where the server already held the client's tenant, so no SET was sent.
+    pub tenant_sets_skipped: Counter,
+    /// Clients that gave up waiting after `query_wait_timeout`.
+    pub wait_timeouts: Counter,
+    /// Server logins that succeeded / failed.
+    pub server_connects: Counter,
+    pub server_connect_errors: Counter,
+    /// Clients currently queued for a connection.
+    waiting: AtomicU64,
+}
+
+impl PoolStats {
+    pub(super) fn waiting_inc(&self) {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn waiting_dec(&self) {
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn waiting(&self) -> u64 {
+        self.waiting.load(Ordering::Relaxed)
+    }
+}
+
+static NEXT_SERVER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A process-unique id for a new server connection.
+pub fn next_server_id() -> u64 {
+    NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed)
+}

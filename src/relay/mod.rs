@@ -1,0 +1,141 @@
+//! The hot path: relaying one client's messages to and from the server
+//! connection it holds, until the transaction is over.
+//!
+//! Both directions are driven by one future in the client's task, so there is no
+//! task hop per message and no locks; each direction reads into one reusable
+//! buffer, frames by header, and writes the bytes on with as few system calls as
+//! the data allows.
+//!
+//! - [`inbound`]: client → server;
+//! - [`outbound`]: server → client;
+//! - [`track`]: when is the transaction over.
+
+pub mod inbound;
+pub mod outbound;
+pub mod track;
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::AsyncWrite;
+use tokio_util::io::poll_read_buf;
+
+pub use inbound::ClientHalf;
+pub use outbound::{OutboundError, ServerHalf};
+pub use track::Tracker;
+
+use crate::net::Stream;
+use crate::pool::ServerConn;
+use crate::protocol::FrameError;
+use crate::tenant::TenantPolicy;
+
+/// How a relay ended without error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The transaction is over; the server is idle and owes nothing.
+    Idle,
+    /// The client closed, sent Terminate, or broke its socket.
+    ClientGone,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("invalid message from client: {0}")]
+    ClientProtocol(FrameError),
+    #[error("server connection lost: {0}")]
+    ServerIo(io::Error),
+    #[error("server closed the connection")]
+    ServerClosed,
+    #[error(transparent)]
+    Server(#[from] OutboundError),
+}
+
+/// Everything one relay needs, borrowed from the client session.
+pub struct Relay<'a> {
+    pub client: &'a mut Stream,
+    pub inbound: &'a mut ClientHalf,
+    pub server: &'a mut ServerConn,
+    pub outbound: &'a mut ServerHalf,
+    pub tracker: &'a mut Tracker,
+    pub policy: Option<&'a TenantPolicy>,
+    pub max_message: usize,
+}
+
+impl Relay<'_> {
+    fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Result<Outcome, RelayError>> {
+        loop {
+            let mut progress = false;
+
+            if self.inbound.has_output() {
+                if let Poll::Ready(r) = self.inbound.poll_write_to(cx, &mut self.server.stream) {
+                    r.map_err(RelayError::ServerIo)?;
+                    progress = true;
+                }
+            }
+
+            if self.inbound.wants_read() {
+                self.inbound.reserve();
+                match poll_read_buf(Pin::new(&mut *self.client), cx, &mut self.inbound.buf) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                        return Poll::Ready(Ok(Outcome::ClientGone))
+                    }
+                    Poll::Ready(Ok(_)) => {
+                        self.inbound
+                            .scan(self.tracker, self.policy, self.max_message)
+                            .map_err(RelayError::ClientProtocol)?;
+                        progress = true;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            if self.inbound.terminated {
+                return Poll::Ready(Ok(Outcome::ClientGone));
+            }
+
+            if self.outbound.has_output() {
+                let bytes = self.outbound.ready_bytes(&self.server.buf);
+                match Pin::new(&mut *self.client).poll_write(cx, bytes) {
+                    Poll::Ready(Ok(n)) if n > 0 => {
+                        self.outbound.consumed(&mut self.server.buf, n);
+                        progress = true;
+                    }
+                    Poll::Ready(_) => return Poll::Ready(Ok(Outcome::ClientGone)),
+                    Poll::Pending => {}
+                }
+            }
+
+            if self.outbound.wants_read(&self.server.buf) {
+                ServerHalf::reserve(&mut self.server.buf);
+                match poll_read_buf(Pin::new(&mut self.server.stream), cx, &mut self.server.buf) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(RelayError::ServerClosed)),
+                    Poll::Ready(Ok(_)) => {
+                        self.outbound.scan(&mut self.server.buf, self.tracker)?;
+                        progress = true;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(RelayError::ServerIo(e))),
+                    Poll::Pending => {}
+                }
+            }
+
+            if self.tracker.is_idle()
+                && self.inbound.is_drained()
+                && self.outbound.is_drained(&self.server.buf)
+            {
+                return Poll::Ready(Ok(Outcome::Idle));
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
+impl Future for Relay<'_> {
+    type Output = Result<Outcome, RelayError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.poll_step(cx)
+    }
+}

@@ -1,0 +1,193 @@
+//! Server → client: frame what the server sends, follow ReadyForQuery and COPY
+//! state, swallow the answer to our own tenant SET, and pass the rest on unchanged.
+
+use bytes::{Buf, BytesMut};
+
+use super::inbound::{HIGH_WATER, READ_CHUNK};
+use super::track::Tracker;
+use crate::protocol::backend::{self, ErrorFields};
+use crate::protocol::{tag, FrameError, Header, HEADER_LEN};
+
+/// Largest message we hold whole from a server (ReadyForQuery, the answer to our SET).
+const MAX_HELD: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("server sent an oversized '{}' message where a small one was expected", char::from(*.0))]
+    Oversized(u8),
+    #[error("setting the tenant failed: {0}")]
+    TenantSet(ErrorFields),
+}
+
+/// The server-to-client direction's framing state. The bytes themselves live in
+/// the server connection's buffer.
+#[derive(Debug, Default)]
+pub struct ServerHalf {
+    ready: usize,
+    body_left: usize,
+    need: usize,
+    /// The answer to an injected SET is still to come and must not reach the client.
+    pub swallowing: bool,
+}
+
+impl ServerHalf {
+    #[inline]
+    pub fn has_output(&self) -> bool {
+        self.ready > 0
+    }
+
+    #[inline]
+    pub fn wants_read(&self, buf: &BytesMut) -> bool {
+        buf.len() < HIGH_WATER.max(self.need)
+    }
+
+    #[inline]
+    pub fn reserve(buf: &mut BytesMut) {
+        if buf.capacity() - buf.len() < READ_CHUNK {
+            buf.reserve(READ_CHUNK);
+        }
+    }
+
+    /// Whether everything read has been written and no message is cut.
+    #[inline]
+    pub fn is_drained(&self, buf: &BytesMut) -> bool {
+        buf.is_empty() && self.body_left == 0 && !self.swallowing
+    }
+
+    /// `n` bytes were written to the client.
+    #[inline]
+    pub fn consumed(&mut self, buf: &mut BytesMut, n: usize) {
+        buf.advance(n);
+        self.ready -= n;
+        self.need = self.need.saturating_sub(n);
+    }
+
+    pub fn ready_bytes<'a>(&self, buf: &'a BytesMut) -> &'a [u8] {
+        &buf[..self.ready]
+    }
+
+    /// Frames newly read bytes.
+    pub fn scan(&mut self, buf: &mut BytesMut, tracker: &mut Tracker) -> Result<(), OutboundError> {
+        loop {
+            if self.body_left > 0 {
+                let avail = buf.len() - self.ready;
+                if avail == 0 {
+                    return Ok(());
+                }
+                let n = avail.min(self.body_left);
+                self.ready += n;
+                self.body_left -= n;
+                continue;
+            }
+            let Some(header) = Header::parse(&buf[self.ready..])? else {
+                return Ok(());
+            };
+            let total = header.total_len();
+            let held = self.swallowing || header.tag == tag::READY_FOR_QUERY;
+            if held {
+                if header.body_len > MAX_HELD {
+                    return Err(OutboundError::Oversized(header.tag));
+                }
+                if buf.len() - self.ready < total {
+                    self.need = self.ready + total;
+                    return Ok(());
+                }
+                self.need = 0;
+            }
+            if self.swallowing {
+                // Our SET went first, so its answer is at the front of the buffer.
+                debug_assert_eq!(self.ready, 0);
+                match header.tag {
+                    tag::ERROR_RESPONSE => {
+                        let fields = backend::decode_error_fields(&buf[HEADER_LEN..total]);
+                        return Err(OutboundError::TenantSet(fields));
+                    }
+                    tag::READY_FOR_QUERY => self.swallowing = false,
+                    _ => {} // CommandComplete "SET", or a notice
+                }
+                buf.advance(total);
+                continue;
+            }
+            match header.tag {
+                tag::READY_FOR_QUERY => {
+                    let status = buf.get(self.ready + HEADER_LEN).copied().unwrap_or(b'I');
+                    tracker.ready_for_query(status);
+                }
+                tag::COPY_IN_RESPONSE => tracker.copy_in_started(),
+                _ => {}
+            }
+            self.ready += HEADER_LEN;
+            self.body_left = header.body_len;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![tag];
+        v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn swallows_set_answer_and_relays_the_rest() {
+        let mut half = ServerHalf {
+            swallowing: true,
+            ..Default::default()
+        };
+        let mut t = Tracker::default();
+        t.query_sent();
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&msg(b'C', b"SET\0"));
+        buf.extend_from_slice(&msg(b'Z', b"I"));
+        let answer = [
+            msg(b'T', b"\0\0"),
+            msg(b'C', b"SELECT 1\0"),
+            msg(b'Z', b"I"),
+        ]
+        .concat();
+        buf.extend_from_slice(&answer);
+        half.scan(&mut buf, &mut t).unwrap();
+        assert!(!half.swallowing);
+        assert_eq!(half.ready_bytes(&buf), &answer[..]);
+        assert!(t.is_idle());
+    }
+
+    #[test]
+    fn set_failure_is_reported() {
+        let mut half = ServerHalf {
+            swallowing: true,
+            ..Default::default()
+        };
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&msg(b'E', b"SERROR\0C42501\0Mnope\0\0"));
+        match half.scan(&mut buf, &mut Tracker::default()) {
+            Err(OutboundError::TenantSet(f)) => assert_eq!(f.code, "42501"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn ready_for_query_split_across_reads() {
+        let mut half = ServerHalf::default();
+        let mut t = Tracker::default();
+        t.query_sent();
+        t.query_sent();
+        let z = msg(b'Z', b"T");
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&z);
+        buf.extend_from_slice(&z[..3]);
+        half.scan(&mut buf, &mut t).unwrap();
+        assert_eq!(half.ready, 6);
+        assert_eq!(t.status(), b'T');
+        buf.extend_from_slice(&z[3..]);
+        half.scan(&mut buf, &mut t).unwrap();
+        assert_eq!(half.ready, 12);
+    }
+}

@@ -1,0 +1,157 @@
+//! The tenant context: who a client's tenant is, and what the server must be told.
+//!
+//! - [`id`]: tenant ids and the pattern they must match before they reach SQL;
+//! - [`setting`]: the server setting RLS policies read, and the statement that sets it;
+//! - [`scan`]: spotting client statements that may change or reset that setting.
+//!
+//! The invariant the pooler keeps: no statement of a client runs on a server
+//! connection whose setting is not that client's tenant (or empty, for a client
+//! without one). Each server connection carries a [`ServerTenant`] belief that is
+//! only `Known` while nothing could have changed the setting behind our back.
+
+pub mod id;
+pub mod scan;
+pub mod setting;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use thiserror::Error;
+
+pub use id::{TenantId, TenantPattern};
+pub use scan::SettingScanner;
+pub use setting::SettingName;
+
+use crate::config::{TenantConfig, TenantSource};
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum TenantError {
+    #[error("no tenant given: connect as user \"<user>.<tenant>\"")]
+    Missing,
+    #[error("invalid tenant id \"{shown}\": it must match {pattern}")]
+    Invalid { shown: String, pattern: String },
+}
+
+/// A tenant-scoped database's rules, built once from its config.
+#[derive(Debug)]
+pub struct TenantPolicy {
+    source: TenantSource,
+    pub setting: SettingName,
+    pattern: TenantPattern,
+    pub affinity: bool,
+    required: bool,
+    scanner: SettingScanner,
+}
+
+impl TenantPolicy {
+    /// Builds the policy; the config was validated, so errors here are reported the same way.
+    pub fn new(config: &TenantConfig) -> Result<Self, String> {
+        let setting = SettingName::parse(&config.setting).map_err(|e| e.to_string())?;
+        let pattern = TenantPattern::new(&config.pattern).map_err(|e| e.to_string())?;
+        let scanner = SettingScanner::new(&setting);
+        Ok(TenantPolicy {
+            source: config.source,
+            setting,
+            pattern,
+            affinity: config.affinity,
+            required: config.required,
+            scanner,
+        })
+    }
+
+    /// Splits the user name from the startup packet into the pooler user and the tenant.
+    pub fn resolve<'a>(
+        &self,
+        startup_user: &'a str,
+    ) -> Result<(&'a str, Option<TenantId>), TenantError> {
+        match self.source {
+            TenantSource::UserSuffix => match startup_user.rsplit_once('.') {
+                Some((user, tenant)) => Ok((user, Some(self.pattern.check(tenant)?))),
+                None if self.required => Err(TenantError::Missing),
+                None => Ok((startup_user, None)),
+            },
+        }
+    }
+
+    /// The pipelined Query that puts `tenant` (or the empty string) into the setting.
+    pub fn set_message(&self, tenant: Option<&TenantId>) -> Bytes {
+        self.setting
+            .set_message(tenant.map(TenantId::as_str).unwrap_or(""))
+    }
+
+    /// True when `sql` may change the setting for the rest of the session.
+    #[inline]
+    pub fn may_change_setting(&self, sql: &[u8]) -> bool {
+        self.scanner.may_change_setting(sql)
+    }
+}
+
+/// What the pooler believes a server connection's tenant setting holds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ServerTenant {
+    /// Never set by us, or something may have changed it since.
+    #[default]
+    Unknown,
+    /// Set by us to this tenant (`None`: the empty string) and not touched since.
+    Known(Option<Arc<str>>),
+}
+
+impl ServerTenant {
+    /// Whether this server needs no SET before running statements of a client of `tenant`.
+    #[inline]
+    pub fn matches(&self, tenant: Option<&TenantId>) -> bool {
+        match self {
+            ServerTenant::Unknown => false,
+            ServerTenant::Known(known) => known.as_deref() == tenant.map(TenantId::as_str),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(required: bool) -> TenantPolicy {
+        TenantPolicy::new(&TenantConfig {
+            source: TenantSource::UserSuffix,
+            setting: "app.current_tenant".into(),
+            pattern: crate::config::DEFAULT_TENANT_PATTERN.into(),
+            affinity: true,
+            required,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn splits_at_last_dot() {
+        let p = policy(true);
+        let (user, tenant) = p.resolve("app.acme").unwrap();
+        assert_eq!(user, "app");
+        assert_eq!(tenant.unwrap().as_str(), "acme");
+        let (user, tenant) = p.resolve("my.app.globex").unwrap();
+        assert_eq!((user, tenant.unwrap().as_str()), ("my.app", "globex"));
+        assert_eq!(p.resolve("app"), Err(TenantError::Missing));
+        assert!(matches!(
+            p.resolve("app.a'b"),
+            Err(TenantError::Invalid { .. })
+        ));
+        assert!(matches!(
+            p.resolve("app."),
+            Err(TenantError::Invalid { .. })
+        ));
+        let (user, tenant) = policy(false).resolve("app").unwrap();
+        assert_eq!((user, tenant), ("app", None));
+    }
+
+    #[test]
+    fn server_tenant_matching() {
+        let p = policy(true);
+        let acme = p.resolve("app.acme").unwrap().1;
+        assert!(!ServerTenant::Unknown.matches(acme.as_ref()));
+        assert!(!ServerTenant::Unknown.matches(None));
+        assert!(ServerTenant::Known(Some("acme".into())).matches(acme.as_ref()));
+        assert!(!ServerTenant::Known(Some("globex".into())).matches(acme.as_ref()));
+        assert!(!ServerTenant::Known(None).matches(acme.as_ref()));
+        assert!(ServerTenant::Known(None).matches(None));
+    }
+}
