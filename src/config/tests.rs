@@ -92,3 +92,10 @@ fn example_config_file_is_valid() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tenantpool.toml");
     Config::load(&path).unwrap();
 }
+
+#[test]
+fn docker_config_file_is_valid() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/docker/tenantpool.toml");
+    Config::load(&path).unwrap();
+}

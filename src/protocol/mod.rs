@@ -11,6 +11,7 @@
 pub mod backend;
 pub mod frame;
 pub mod frontend;
+pub mod fuzzing;
 pub mod startup;
 
 pub use frame::{FrameError, Header, HEADER_LEN};
