@@ -63,8 +63,15 @@ pub async fn authenticate(
             let body = read_password_message(stream, max_message).await?;
             let response = frontend::decode_password(&body)
                 .ok_or_else(|| protocol("malformed password message"))?;
-            match secret.and_then(Secret::md5) {
-                Some(stored) if md5::verify(stored, salt, response) => Ok(()),
+            // The client salts with the user name it logged in with ("app.acme"), not
+            // the pooler user the stored hash was made for ("app"): from a plaintext
+            // password, hash for that name. A configured md5 hash only fits its own user.
+            let stored = secret.and_then(|s| match s.plaintext() {
+                Some(password) => Some(md5::hash_password(password, shown_user)),
+                None => s.md5().copied(),
+            });
+            match stored {
+                Some(stored) if md5::verify(&stored, salt, response) => Ok(()),
                 _ => Err(failed(shown_user)),
             }
         }

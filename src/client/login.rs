@@ -55,14 +55,9 @@ pub async fn login(
         .get("database")
         .filter(|d| !d.is_empty())
         .unwrap_or(&shown_user);
-    let database = shared.database(db_name).cloned().ok_or_else(|| {
-        ClientError::fatal(
-            sqlstate::INVALID_CATALOG_NAME,
-            format!("database \"{db_name}\" does not exist"),
-        )
-    })?;
+    let database = shared.database(db_name).cloned();
 
-    let (user, tenant) = match &database.tenant {
+    let (user, tenant) = match database.as_ref().and_then(|d| d.tenant.as_ref()) {
         Some(policy) => policy.resolve(&shown_user).map_err(|e| {
             let err =
                 ClientError::fatal(sqlstate::INVALID_AUTHORIZATION_SPECIFICATION, e.to_string());
@@ -73,7 +68,13 @@ pub async fn login(
                 TenantError::Invalid { .. } => err,
             }
         })?,
-        None => (shown_user.as_str(), None),
+        None if database.is_some() => (shown_user.as_str(), None),
+        // Unknown database: still authenticate (as "user" or "user.<anything>"), so
+        // only a client with a valid password learns which databases exist.
+        None => match shown_user.rsplit_once('.') {
+            Some((base, _)) if shared.user(&shown_user).is_none() => (base, None),
+            _ => (shown_user.as_str(), None),
+        },
     };
     let user = user.to_owned();
 
@@ -103,6 +104,12 @@ pub async fn login(
         }
     }
 
+    let database = database.ok_or_else(|| {
+        ClientError::fatal(
+            sqlstate::INVALID_CATALOG_NAME,
+            format!("database \"{db_name}\" does not exist"),
+        )
+    })?;
     let params = database
         .pool
         .server_params()

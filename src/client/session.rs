@@ -102,7 +102,8 @@ pub async fn run(mut client: Stream, login: Login, shared: &Arc<Shared>) {
 
         // 3. Make sure it holds this client's tenant, without a round trip of its own.
         let mut injected = false;
-        if let Some(set) = &set_tenant {
+        // Only ahead of client messages: when the server woke us, its own message comes first.
+        if let Some(set) = set_tenant.as_ref().filter(|_| inbound.has_ready()) {
             if server.tenant.matches(tenant.as_ref()) {
                 pool.stats.tenant_sets_skipped.inc();
             } else {
@@ -131,9 +132,11 @@ pub async fn run(mut client: Stream, login: Login, shared: &Arc<Shared>) {
         if injected && !outbound.swallowing && result.is_ok() {
             server.tenant = ServerTenant::Known(tenant.as_ref().map(|t| Arc::clone(t.as_arc())));
         }
-        if tracker.tenant_touched {
+        server.tenant_tainted |= tracker.tenant_tainted;
+        if tracker.tenant_touched || server.tenant_tainted {
             server.tenant = ServerTenant::Unknown;
             tracker.tenant_touched = false;
+            tracker.tenant_tainted = false;
         }
 
         match result {
@@ -197,8 +200,15 @@ fn release_after_client(
             PoolMode::Session => reset::ROLLBACK_AND_RESET,
         }
     } else {
-        tracing::debug!(pool = %pool.name, server = server.id, "client left mid-request; closing its server connection");
-        return; // dropping closes it
+        // Closing the socket alone would leave a running query running until it
+        // next writes; cancel it so the backend frees its slot promptly.
+        tracing::debug!(pool = %pool.name, server = server.id, "client left mid-request; cancelling and closing its server connection");
+        let (target, key) = (Arc::clone(&pool.target), server.key);
+        drop(server);
+        tokio::spawn(async move {
+            let _ = crate::server::cancel::send_cancel(&target, key).await;
+        });
+        return;
     };
     tokio::spawn(async move {
         if let Some(server) = reset::run(server, statement).await {

@@ -27,6 +27,8 @@ pub struct ServerConn {
     pub buf: BytesMut,
     /// What the tenant setting holds, as far as we know.
     pub tenant: ServerTenant,
+    /// Holds a prepared statement that may change the tenant setting: never trust it again.
+    pub tenant_tainted: bool,
     /// Cancel key of the backend process.
     pub key: BackendKey,
     /// Process-unique id, for logs and admin views.
@@ -45,6 +47,7 @@ impl ServerConn {
             stream: logged_in.stream,
             buf,
             tenant: ServerTenant::Unknown,
+            tenant_tainted: false,
             key: logged_in.key,
             id,
             created: now,

@@ -69,7 +69,7 @@ pub fn relay_framing(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{Rng, RngExt};
+    use rand::RngExt;
 
     #[test]
     fn random_inputs_never_panic() {

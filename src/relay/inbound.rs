@@ -136,11 +136,18 @@ impl ClientHalf {
                             };
                             if policy.may_change_setting(text) {
                                 tracker.tenant_touched = true;
+                                // A named statement can be executed in any later
+                                // transaction on this server, uninspected.
+                                if header.tag == tag::PARSE && body.first() != Some(&0) {
+                                    tracker.tenant_tainted = true;
+                                }
                             }
                         }
                     } else if policy.is_some() {
-                        // Too big to hold: relayed uninspected, so stop trusting the setting.
+                        // Too big to hold: relayed uninspected, so stop trusting the setting
+                        // (for good if it is a Parse: it may be named and executed later).
                         tracker.tenant_touched = true;
+                        tracker.tenant_tainted |= header.tag == tag::PARSE;
                     }
                     if header.tag == tag::QUERY {
                         tracker.query_sent();
@@ -149,7 +156,14 @@ impl ClientHalf {
                     }
                 }
                 tag::SYNC => tracker.sync_sent(),
-                tag::FUNCTION_CALL => tracker.query_sent(),
+                tag::FUNCTION_CALL => {
+                    // A fastpath call names its function by OID (set_config is one
+                    // away), so its text cannot be inspected: stop trusting the setting.
+                    if policy.is_some() {
+                        tracker.tenant_touched = true;
+                    }
+                    tracker.query_sent();
+                }
                 tag::BIND | tag::EXECUTE | tag::DESCRIBE | tag::CLOSE | tag::FLUSH => {
                     tracker.extended_sent()
                 }
@@ -260,6 +274,37 @@ mod tests {
         half.scan(&mut t, Some(&p), 1024).unwrap();
         assert_eq!(half.ready, 100);
         assert!(t.tenant_touched);
+    }
+
+    #[test]
+    fn function_call_marks_tenant_touched() {
+        let mut half = ClientHalf::default();
+        let mut t = Tracker::default();
+        half.buf
+            .extend_from_slice(&msg(b'F', &[0, 0, 8, 30, 0, 0, 0, 0, 0, 0]));
+        half.scan(&mut t, Some(&policy()), 1024).unwrap();
+        assert!(t.tenant_touched);
+        assert!(!t.is_idle());
+    }
+
+    #[test]
+    fn named_parse_that_may_change_the_setting_taints_the_server() {
+        let p = policy();
+        let mut t = Tracker::default();
+        let mut half = ClientHalf::default();
+        half.buf
+            .extend_from_slice(&msg(b'P', b"\0select set_config('a.b','x',false)\0\0\0"));
+        half.scan(&mut t, Some(&p), 1024).unwrap();
+        assert!(
+            t.tenant_touched && !t.tenant_tainted,
+            "unnamed: this transaction only"
+        );
+        let mut t = Tracker::default();
+        let mut half = ClientHalf::default();
+        half.buf
+            .extend_from_slice(&msg(b'P', b"s1\0select set_config('a.b','x',false)\0\0\0"));
+        half.scan(&mut t, Some(&p), 1024).unwrap();
+        assert!(t.tenant_tainted);
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub struct Tracker {
     copy_ins: u32,
     /// Something the client ran may have changed the tenant setting.
     pub tenant_touched: bool,
+    /// The client prepared a named statement that may change the setting, which
+    /// stays on the server and can run later unseen.
+    pub tenant_tainted: bool,
 }
 
 impl Default for Tracker {
@@ -41,6 +44,7 @@ impl Default for Tracker {
             copy_ends: 0,
             copy_ins: 0,
             tenant_touched: false,
+            tenant_tainted: false,
         }
     }
 }
@@ -126,6 +130,7 @@ impl Tracker {
         self.copy_ends = 0;
         self.copy_ins = 0;
         self.tenant_touched = false;
+        self.tenant_tainted = false;
     }
 }
 

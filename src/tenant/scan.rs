@@ -10,8 +10,10 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
 use super::SettingName;
 
-/// Keywords that reset session state wholesale, whatever setting they name.
-const RESETTERS: [&str; 4] = ["set_config", "reset", "discard", "authorization"];
+/// Keywords that reset session state wholesale, whatever setting they name, and
+/// `execute`, which runs a statement prepared (and inspected) in an earlier
+/// transaction, or dynamic SQL in a DO block.
+const RESETTERS: [&str; 5] = ["set_config", "reset", "discard", "authorization", "execute"];
 const SET: usize = RESETTERS.len();
 const NAME: usize = SET + 1;
 
@@ -25,6 +27,8 @@ impl SettingScanner {
         let mut patterns: Vec<&str> = RESETTERS.to_vec();
         patterns.push("set");
         patterns.push(setting.last_part());
+        // A Unicode-escaped identifier (U&"...") can spell the name without its letters.
+        patterns.push("u&\"");
         let automaton = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostFirst)
@@ -34,13 +38,13 @@ impl SettingScanner {
     }
 
     /// True for `RESET ...`, `DISCARD ...`, `set_config(...)`, `... SESSION AUTHORIZATION`,
-    /// and for a `SET` that appears together with the setting's name.
+    /// `EXECUTE ...`, and for a `SET` that appears together with the setting's name.
     pub fn may_change_setting(&self, sql: &[u8]) -> bool {
         let mut saw_set = false;
         let mut saw_name = false;
         for m in self.automaton.find_iter(sql) {
             let id = m.pattern().as_usize();
-            if id == NAME {
+            if id >= NAME {
                 saw_name = true;
             } else if is_word(sql, m.start(), m.end()) {
                 if id == SET {
@@ -90,6 +94,10 @@ mod tests {
             "SELECT pg_catalog.SET_CONFIG('a.b', 'x', false)",
             "SET SESSION AUTHORIZATION bob",
             "begin; set app.CURRENT_TENANT = 'x'; commit",
+            "EXECUTE poison",
+            "execute poison('x')",
+            "SET app.U&\"current\\005ftenant\" = 'x'",
+            "do $$ begin execute 'se' || 't app.current_tenant = x'; end $$",
         ] {
             assert!(s.may_change_setting(sql.as_bytes()), "{sql}");
         }
@@ -105,6 +113,7 @@ mod tests {
             "SET search_path = public",
             "update t set settings = 1",
             "select offset_x, resets_count from discarded",
+            "select executed_at from jobs",
             "",
         ] {
             assert!(!s.may_change_setting(sql.as_bytes()), "{sql}");
