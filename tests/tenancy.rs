@@ -601,3 +601,44 @@ async fn named_statement_executed_later_leaves_no_stale_tenant() {
     acme.query(&poison, &[]).await.unwrap();
     assert_next_sees(&h, "app", &victim, "acme", 3, true, "after Bind/Execute").await;
 }
+
+/// If the SET itself fails, the client gets an error, its messages' answers are
+/// not relayed, and that server connection is never reused. A SET of a custom
+/// setting practically cannot fail, so point the tenant at a setting PostgreSQL
+/// refuses to change at run time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_tenant_set_closes_the_server_connection() {
+    let opts = ClusterOptions {
+        extra_conf: vec!["shared_preload_libraries = 'pg_stat_statements'".into()],
+        ..Default::default()
+    };
+    let h = Harness::start_with(opts, |c, _| {
+        let db = c.databases.get_mut("app").unwrap();
+        db.pool_size = 1;
+        db.tenant.as_mut().unwrap().setting = "pg_stat_statements.max".into();
+    })
+    .await;
+    let direct = h.direct_superuser().await;
+    let client = h.connect("app.acme", "app").await;
+    let err = client
+        .simple_query("select 'must not be relayed'")
+        .await
+        .unwrap_err();
+    let db = err.as_db_error().expect("an ErrorResponse from the pooler");
+    assert_eq!(db.code().code(), "08006");
+    assert!(db.message().contains("could not set the tenant"), "{db:?}");
+    assert!(db.detail().unwrap_or("").contains("55P02"), "{db:?}");
+    assert!(client.is_closed() || client.simple_query("select 1").await.is_err());
+
+    let pool = h.pool("app");
+    let logins = pool.stats.server_connects.get();
+    assert_eq!(logins, 1);
+    wait_until("the failed server connection to close", || async {
+        pool.counts().0 == 0 && h.server_connections(&direct, "app").await == 0
+    })
+    .await;
+    // The next client gets a fresh connection (and fails the same way), never the old one.
+    let again = h.connect("app.globex", "app").await;
+    assert!(again.simple_query("select 1").await.is_err());
+    assert_eq!(pool.stats.server_connects.get(), 2);
+}
