@@ -5,7 +5,7 @@ use std::hint::black_box;
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tenantpool::config::{TenantConfig, TenantSource, DEFAULT_TENANT_PATTERN};
+use tenantpool::config::{TenantConfig, TenantSource};
 use tenantpool::protocol::startup;
 use tenantpool::relay::{ClientHalf, ServerHalf, Tracker};
 use tenantpool::tenant::TenantPolicy;
@@ -49,14 +49,7 @@ fn extended_answer() -> Vec<u8> {
 }
 
 fn policy() -> TenantPolicy {
-    TenantPolicy::new(&TenantConfig {
-        source: TenantSource::UserSuffix,
-        setting: "app.current_tenant".into(),
-        pattern: DEFAULT_TENANT_PATTERN.into(),
-        affinity: true,
-        required: true,
-    })
-    .unwrap()
+    TenantPolicy::new(&TenantConfig::new(TenantSource::UserSuffix)).unwrap()
 }
 
 fn bench_relay_framing(c: &mut Criterion) {

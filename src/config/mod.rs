@@ -93,6 +93,52 @@ pub struct PoolerConfig {
     pub server_lifetime: Duration,
     /// Runtime worker threads; default: one per CPU.
     pub worker_threads: Option<usize>,
+    /// TLS for clients; absent: SSLRequest is answered `N`.
+    pub tls: Option<ClientTlsConfig>,
+    /// Ask for a cleartext password (a JWT) over plain TCP from a non-loopback
+    /// address. Default false: only over TLS, a Unix socket or loopback.
+    pub allow_cleartext_over_network: bool,
+}
+
+/// `[pooler.tls]`: the certificate clients see.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// Which clients must use TLS. Default `never`.
+    #[serde(default)]
+    pub required: TlsRequired,
+}
+
+/// Which client connections must be encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsRequired {
+    /// TLS is offered, never required.
+    #[default]
+    Never,
+    /// Required except over a Unix socket or loopback.
+    NonLocal,
+    /// Required for every TCP client (Unix sockets are local by nature and exempt).
+    Always,
+}
+
+/// How a pool's server connections use TLS, as libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServerTls {
+    /// Never.
+    Disable,
+    /// If the server offers it (default), without verifying the certificate.
+    #[default]
+    Prefer,
+    /// Always, without verifying the certificate.
+    Require,
+    /// Always, verifying the chain (against `tls_ca_file` or the system roots) and the host name.
+    VerifyFull,
 }
 
 impl Default for PoolerConfig {
@@ -110,6 +156,8 @@ impl Default for PoolerConfig {
             server_idle_timeout: Duration::from_secs(600),
             server_lifetime: Duration::from_secs(3600),
             worker_threads: None,
+            tls: None,
+            allow_cleartext_over_network: false,
         }
     }
 }
@@ -175,6 +223,11 @@ pub struct DatabaseConfig {
     pub min_pool_size: usize,
     #[serde(default)]
     pub pool_mode: PoolMode,
+    /// TLS to the server. Default `prefer`.
+    #[serde(default)]
+    pub tls: ServerTls,
+    /// CA certificates (PEM) for `tls = "verify-full"`; default: the system roots.
+    pub tls_ca_file: Option<PathBuf>,
     /// Where each client's tenant comes from; absent for plain pooling.
     pub tenant: Option<TenantConfig>,
 }
@@ -189,6 +242,7 @@ impl std::fmt::Debug for DatabaseConfig {
             .field("pool_size", &self.pool_size)
             .field("min_pool_size", &self.min_pool_size)
             .field("pool_mode", &self.pool_mode)
+            .field("tls", &self.tls)
             .field("tenant", &self.tenant)
             .finish_non_exhaustive()
     }
@@ -210,10 +264,12 @@ fn default_pool_size() -> usize {
 pub enum TenantSource {
     /// User `app.acme` logs in as pooler user `app`, tenant `acme` (split at the last `.`).
     UserSuffix,
+    /// The password is a signed JWT; the tenant is one of its claims.
+    Jwt,
 }
 
 /// `[databases.<name>.tenant]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     pub source: TenantSource,
@@ -230,6 +286,90 @@ pub struct TenantConfig {
     /// setting set to the empty string, which matches no tenant's rows.
     #[serde(default = "default_true")]
     pub required: bool,
+
+    /// Refuse statements that would change the setting or the role (SQLSTATE 42501). Default true.
+    #[serde(default = "default_true")]
+    pub guard: bool,
+    /// Let `DO` blocks through the guard (their dynamic SQL is invisible to it). Default false.
+    #[serde(default)]
+    pub allow_do_blocks: bool,
+    /// Also establish the signed tenant context read by `tenantpool.current_tenant()`
+    /// (see sql/tenantpool.sql). Default false.
+    #[serde(default)]
+    pub signed_context: bool,
+    /// Key for the signed context, the same as installed in the database; at least 32 characters.
+    pub signing_key: Option<String>,
+
+    /// Claim holding the tenant id (`source = "jwt"`); a dotted path reaches into
+    /// objects (`app_metadata.org_id`). Default `tenant_id`.
+    #[serde(default = "default_claim")]
+    pub claim: String,
+    /// HS256/HS384/HS512 shared secret.
+    pub jwt_secret: Option<String>,
+    /// PEM files with RSA, EC (P-256/P-384) or Ed25519 public keys.
+    #[serde(default)]
+    pub jwt_public_key_files: Vec<PathBuf>,
+    /// A JWKS file (`{"keys": [...]}`); keys are chosen by `kid`.
+    pub jwks_file: Option<PathBuf>,
+    /// Required `iss`, when set.
+    pub issuer: Option<String>,
+    /// Required `aud` (one of them, when the token has several), when set.
+    pub audience: Option<String>,
+    /// Clock skew allowed for `exp` and `nbf`. Default 30.
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: u64,
+}
+
+impl TenantConfig {
+    /// A tenant table with every default, as if only `source` were written.
+    pub fn new(source: TenantSource) -> Self {
+        TenantConfig {
+            source,
+            setting: default_setting(),
+            pattern: default_pattern(),
+            affinity: true,
+            required: true,
+            guard: true,
+            allow_do_blocks: false,
+            signed_context: false,
+            signing_key: None,
+            claim: default_claim(),
+            jwt_secret: None,
+            jwt_public_key_files: Vec::new(),
+            jwks_file: None,
+            issuer: None,
+            audience: None,
+            leeway_seconds: default_leeway(),
+        }
+    }
+}
+
+impl std::fmt::Debug for TenantConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantConfig")
+            .field("source", &self.source)
+            .field("setting", &self.setting)
+            .field("pattern", &self.pattern)
+            .field("affinity", &self.affinity)
+            .field("required", &self.required)
+            .field("guard", &self.guard)
+            .field("allow_do_blocks", &self.allow_do_blocks)
+            .field("signed_context", &self.signed_context)
+            .field("claim", &self.claim)
+            .field("jwt_public_key_files", &self.jwt_public_key_files)
+            .field("jwks_file", &self.jwks_file)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("leeway_seconds", &self.leeway_seconds)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_claim() -> String {
+    "tenant_id".into()
+}
+fn default_leeway() -> u64 {
+    30
 }
 
 pub const DEFAULT_TENANT_SETTING: &str = "app.current_tenant";

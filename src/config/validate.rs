@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use super::{AuthType, Config, ConfigError, ADMIN_DATABASE};
+use super::{AuthType, Config, ConfigError, ServerTls, TenantSource, ADMIN_DATABASE};
 use crate::auth::Secret;
 use crate::tenant::{SettingName, TenantPattern};
 
@@ -101,10 +101,46 @@ pub fn validate(config: &Config, file: &str) -> Result<(), ConfigError> {
             ));
         }
         if let Some(t) = &db.tenant {
+            let tkey = format!("{key}.tenant");
             SettingName::parse(&t.setting)
-                .map_err(|e| invalid(&format!("{key}.tenant.setting"), e.to_string()))?;
+                .map_err(|e| invalid(&format!("{tkey}.setting"), e.to_string()))?;
             TenantPattern::new(&t.pattern)
-                .map_err(|e| invalid(&format!("{key}.tenant.pattern"), e.to_string()))?;
+                .map_err(|e| invalid(&format!("{tkey}.pattern"), e.to_string()))?;
+            if t.source == TenantSource::Jwt {
+                if t.jwt_secret.is_none()
+                    && t.jwt_public_key_files.is_empty()
+                    && t.jwks_file.is_none()
+                {
+                    return Err(invalid(
+                        &tkey,
+                        "source = \"jwt\" needs a key: jwt_secret, jwt_public_key_files or jwks_file".into(),
+                    ));
+                }
+                if t.claim.is_empty() || t.claim.split('.').any(str::is_empty) {
+                    return Err(invalid(
+                        &format!("{tkey}.claim"),
+                        "must be a claim name or a dotted path".into(),
+                    ));
+                }
+                if t.jwt_secret.as_ref().is_some_and(|s| s.len() < 32) {
+                    return Err(invalid(
+                        &format!("{tkey}.jwt_secret"),
+                        "must be at least 32 bytes".into(),
+                    ));
+                }
+            }
+            if t.signed_context && t.signing_key.as_ref().is_none_or(|k| k.len() < 32) {
+                return Err(invalid(
+                    &format!("{tkey}.signing_key"),
+                    "signed_context = true needs a signing_key of at least 32 characters".into(),
+                ));
+            }
+        }
+        if db.tls_ca_file.is_some() && db.tls != ServerTls::VerifyFull {
+            return Err(invalid(
+                &format!("{key}.tls_ca_file"),
+                "is only used with tls = \"verify-full\"".into(),
+            ));
         }
     }
     Ok(())

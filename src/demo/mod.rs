@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use crate::config::{Config, DatabaseConfig, PoolMode, TenantConfig, TenantSource, UserConfig};
+use crate::config::{
+    Config, DatabaseConfig, PoolMode, ServerTls, TenantConfig, TenantSource, UserConfig,
+};
 use crate::pgcluster::{ClusterOptions, TempCluster};
 use crate::Pooler;
 
@@ -33,13 +35,9 @@ pub fn config(cluster: &TempCluster, listen: &str) -> Config {
             pool_size: 5,
             min_pool_size: 0,
             pool_mode: PoolMode::Transaction,
-            tenant: Some(TenantConfig {
-                source: TenantSource::UserSuffix,
-                setting: crate::config::DEFAULT_TENANT_SETTING.into(),
-                pattern: crate::config::DEFAULT_TENANT_PATTERN.into(),
-                affinity: true,
-                required: true,
-            }),
+            tls: ServerTls::Disable,
+            tls_ca_file: None,
+            tenant: Some(TenantConfig::new(TenantSource::UserSuffix)),
         },
     );
     config

@@ -220,14 +220,7 @@ mod tests {
     }
 
     fn policy() -> TenantPolicy {
-        TenantPolicy::new(&TenantConfig {
-            source: TenantSource::UserSuffix,
-            setting: "app.current_tenant".into(),
-            pattern: crate::config::DEFAULT_TENANT_PATTERN.into(),
-            affinity: true,
-            required: true,
-        })
-        .unwrap()
+        TenantPolicy::new(&TenantConfig::new(TenantSource::UserSuffix)).unwrap()
     }
 
     #[test]

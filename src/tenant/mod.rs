@@ -59,6 +59,15 @@ impl TenantPolicy {
         })
     }
 
+    pub fn source(&self) -> TenantSource {
+        self.source
+    }
+
+    /// Checks a tenant id from another source (a JWT claim) against the pattern.
+    pub fn check(&self, candidate: &str) -> Result<TenantId, TenantError> {
+        self.pattern.check(candidate)
+    }
+
     /// Splits the user name from the startup packet into the pooler user and the tenant.
     pub fn resolve<'a>(
         &self,
@@ -70,6 +79,8 @@ impl TenantPolicy {
                 None if self.required => Err(TenantError::Missing),
                 None => Ok((startup_user, None)),
             },
+            // The tenant comes from the token, once it is verified.
+            TenantSource::Jwt => Ok((startup_user, None)),
         }
     }
 
@@ -112,12 +123,10 @@ mod tests {
     use super::*;
 
     fn policy(required: bool) -> TenantPolicy {
-        TenantPolicy::new(&TenantConfig {
-            source: TenantSource::UserSuffix,
-            setting: "app.current_tenant".into(),
-            pattern: crate::config::DEFAULT_TENANT_PATTERN.into(),
-            affinity: true,
-            required,
+        TenantPolicy::new(&{
+            let mut t = TenantConfig::new(TenantSource::UserSuffix);
+            t.required = required;
+            t
         })
         .unwrap()
     }

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tenantpool::config::{
-    Config, DatabaseConfig, PoolMode, TenantConfig, TenantSource, UserConfig,
-    DEFAULT_TENANT_PATTERN, DEFAULT_TENANT_SETTING,
+    Config, DatabaseConfig, PoolMode, ServerTls, TenantConfig, TenantSource, UserConfig,
 };
 use tenantpool::pgcluster::{ClusterOptions, TempCluster};
 use tenantpool::pool::Pool;
@@ -55,13 +54,9 @@ pub fn base_config(cluster: &TempCluster) -> Config {
         pool_size: 5,
         min_pool_size: 0,
         pool_mode: PoolMode::Transaction,
-        tenant: tenant.then(|| TenantConfig {
-            source: TenantSource::UserSuffix,
-            setting: DEFAULT_TENANT_SETTING.into(),
-            pattern: DEFAULT_TENANT_PATTERN.into(),
-            affinity: true,
-            required: true,
-        }),
+        tls: ServerTls::Disable,
+        tls_ca_file: None,
+        tenant: tenant.then(|| TenantConfig::new(TenantSource::UserSuffix)),
     };
     config
         .databases
