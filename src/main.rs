@@ -22,6 +22,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Print the SQL that installs the signed tenant context (tenantpool.current_tenant())
+    /// for one database of the configuration; pipe it into psql as a superuser.
+    SignedContextSql {
+        /// The database (table key in the configuration).
+        #[arg(long)]
+        database: String,
+    },
     /// Start a throwaway PostgreSQL with a two-tenant RLS schema and the pooler in front of it.
     Demo {
         /// Port for the pooler (0: any free port).
@@ -40,6 +47,23 @@ fn main() -> ExitCode {
         .init();
 
     match cli.command {
+        Some(Command::SignedContextSql { database }) => {
+            let Some(path) = cli.config else {
+                eprintln!("tenantpool: signed-context-sql needs --config FILE");
+                return ExitCode::from(2);
+            };
+            let config = match Config::load(&path) {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            match tenantpool::tenant::signed::install_script(&config, &database) {
+                Ok(sql) => {
+                    print!("{sql}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
         Some(Command::Demo { port }) => {
             let rt = match runtime(None) {
                 Ok(rt) => rt,

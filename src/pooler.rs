@@ -72,6 +72,7 @@ impl Shared {
                 query_wait_timeout: p.query_wait_timeout,
                 idle_timeout: p.server_idle_timeout,
                 lifetime: p.server_lifetime,
+                identify_backend: db.tenant.as_ref().is_some_and(|t| t.signed_context),
             };
             let tenant = db
                 .tenant

@@ -107,7 +107,18 @@ pub async fn run(mut client: Stream, login: Login, shared: &Arc<Shared>) {
             if server.tenant.matches(tenant.as_ref()) {
                 pool.stats.tenant_sets_skipped.inc();
             } else {
-                inbound.set_prefix(set.clone());
+                let Some(message) =
+                    policy.and_then(|p| p.tenant_message(tenant.as_ref(), set, server.identity))
+                else {
+                    let error = ClientError::fatal(
+                        sqlstate::INTERNAL_ERROR,
+                        "tenantpool: the signed tenant context needs the backend identity, which is unknown",
+                    );
+                    send_error(&mut client, &error).await;
+                    held = None;
+                    break;
+                };
+                inbound.set_prefix(message);
                 outbound.swallowing = true;
                 server.tenant = ServerTenant::Unknown;
                 injected = true;

@@ -2,7 +2,6 @@
 //! knows about its state.
 
 use std::sync::{Arc, Weak};
-use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -10,6 +9,7 @@ use bytes::BytesMut;
 use super::Pool;
 use crate::net::Stream;
 use crate::server::{BackendKey, LoggedIn};
+use crate::tenant::signed::BackendIdentity;
 use crate::tenant::ServerTenant;
 
 /// Initial size of a server connection's read buffer.
@@ -31,6 +31,8 @@ pub struct ServerConn {
     pub tenant_tainted: bool,
     /// Cancel key of the backend process.
     pub key: BackendKey,
+    /// Pid and start time, when the pool signs tenant contexts.
+    pub identity: Option<BackendIdentity>,
     /// Process-unique id, for logs and admin views.
     pub id: u64,
     pub created: Instant,
@@ -49,6 +51,7 @@ impl ServerConn {
             tenant: ServerTenant::Unknown,
             tenant_tainted: false,
             key: logged_in.key,
+            identity: None,
             id,
             created: now,
             last_used: now,
@@ -60,19 +63,8 @@ impl ServerConn {
     /// closed it nor sent anything unasked (a FATAL on admin shutdown, a notice).
     /// Costs no system call unless the reactor saw the socket become readable.
     pub fn is_healthy(&mut self) -> bool {
-        if !self.buf.is_empty() {
-            return false;
-        }
-        let mut cx = Context::from_waker(Waker::noop());
-        match self.stream.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Err(_)) => false,
-            // Readiness may be stale; a read tells for sure.
-            Poll::Ready(Ok(())) => {
-                let mut probe = [0u8; 1];
-                matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-            }
-        }
+        // For TLS this also processes records that carry no data (session tickets).
+        self.buf.is_empty() && self.stream.is_quiet()
     }
 }
 

@@ -11,6 +11,7 @@
 pub mod conn;
 mod maintain;
 pub mod reset;
+mod simple_query;
 pub mod stats;
 
 use std::collections::VecDeque;
@@ -27,6 +28,7 @@ pub use stats::PoolStats;
 use crate::config::PoolMode;
 use crate::error::{sqlstate, ClientError};
 use crate::server::{ServerError, ServerTarget};
+use crate::tenant::signed::{self, BackendIdentity};
 use crate::tenant::TenantId;
 
 #[derive(Debug, Error, Clone)]
@@ -63,6 +65,8 @@ pub struct PoolSettings {
     pub query_wait_timeout: Duration,
     pub idle_timeout: Duration,
     pub lifetime: Duration,
+    /// Read each new connection's backend start time (for the signed tenant context).
+    pub identify_backend: bool,
 }
 
 /// ParameterStatus (name, value) pairs a server reported at login.
@@ -199,14 +203,39 @@ impl Pool {
                     Some(Arc::new(logged_in.params.clone()));
                 self.stats.server_connects.inc();
                 let id = crate::pool::stats::next_server_id();
+                let mut conn = ServerConn::new(logged_in, id, slot);
+                if self.settings.identify_backend {
+                    conn.identity = Some(self.identify(&mut conn).await?);
+                }
                 tracing::debug!(pool = %self.name, server = id, elapsed = ?started.elapsed(), "opened server connection");
-                Ok(ServerConn::new(logged_in, id, slot))
+                Ok(conn)
             }
             Err(e) => {
                 self.stats.server_connect_errors.inc();
                 tracing::warn!(pool = %self.name, error = %e, "server connection failed");
                 Err(PoolError::Server(Arc::new(e)))
             }
+        }
+    }
+
+    /// Reads the backend's pid and start time, which the signed tenant context is bound to.
+    async fn identify(&self, conn: &mut ServerConn) -> Result<BackendIdentity, PoolError> {
+        let fail = |what: String| {
+            PoolError::Server(Arc::new(ServerError::Protocol {
+                target: format!("{:?}", self.target),
+                what,
+            }))
+        };
+        match simple_query::run(conn, signed::BACKEND_START_QUERY).await {
+            Ok((true, Some(v))) => v
+                .parse()
+                .map(|start_us| BackendIdentity {
+                    pid: conn.key.pid,
+                    start_us,
+                })
+                .map_err(|_| fail(format!("backend start time {v:?} is not an integer"))),
+            Ok(_) => Err(fail("could not read the backend start time".into())),
+            Err(e) => Err(PoolError::Server(Arc::new(ServerError::Io(e)))),
         }
     }
 

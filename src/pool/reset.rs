@@ -2,11 +2,7 @@
 
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 use super::ServerConn;
-use crate::protocol::{frontend, tag, Header, HEADER_LEN};
 use crate::tenant::ServerTenant;
 
 /// Ends a transaction the client left open.
@@ -26,7 +22,7 @@ pub async fn run(mut conn: ServerConn, statements: &[&str]) -> Option<ServerConn
     conn.tenant = ServerTenant::Unknown;
     let all = async {
         for sql in statements {
-            if !exec(&mut conn, sql).await? {
+            if !super::simple_query::run(&mut conn, sql).await?.0 {
                 return Ok(false);
             }
         }
@@ -40,35 +36,6 @@ pub async fn run(mut conn: ServerConn, statements: &[&str]) -> Option<ServerConn
                 "server cleanup failed; closing the connection"
             );
             None
-        }
-    }
-}
-
-/// Sends one simple Query and reads to its ReadyForQuery. `Ok(true)`: idle, no error.
-async fn exec(conn: &mut ServerConn, sql: &str) -> std::io::Result<bool> {
-    let mut out = BytesMut::with_capacity(sql.len() + 8);
-    frontend::query(&mut out, sql);
-    conn.stream.write_all(&out).await?;
-    let buf: &mut BytesMut = &mut conn.buf;
-    let mut failed = false;
-    loop {
-        while let Some(h) = Header::parse(buf).map_err(std::io::Error::other)? {
-            if buf.len() < h.total_len() {
-                break;
-            }
-            match h.tag {
-                tag::ERROR_RESPONSE => failed = true,
-                tag::READY_FOR_QUERY => {
-                    let idle = buf.get(HEADER_LEN) == Some(&b'I');
-                    buf.advance(h.total_len());
-                    return Ok(idle && !failed && buf.is_empty());
-                }
-                _ => {}
-            }
-            buf.advance(h.total_len());
-        }
-        if conn.stream.read_buf(buf).await? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
     }
 }

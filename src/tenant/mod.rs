@@ -12,6 +12,7 @@
 pub mod id;
 pub mod scan;
 pub mod setting;
+pub mod signed;
 
 use std::sync::Arc;
 
@@ -41,6 +42,7 @@ pub struct TenantPolicy {
     pub affinity: bool,
     required: bool,
     scanner: SettingScanner,
+    signed: Option<signed::SignedContext>,
 }
 
 impl TenantPolicy {
@@ -49,6 +51,11 @@ impl TenantPolicy {
         let setting = SettingName::parse(&config.setting).map_err(|e| e.to_string())?;
         let pattern = TenantPattern::new(&config.pattern).map_err(|e| e.to_string())?;
         let scanner = SettingScanner::new(&setting);
+        let signed = match (config.signed_context, &config.signing_key) {
+            (true, Some(key)) => Some(signed::SignedContext::new(key)),
+            (true, None) => return Err("signed_context = true needs a signing_key".into()),
+            (false, _) => None,
+        };
         Ok(TenantPolicy {
             source: config.source,
             setting,
@@ -56,6 +63,7 @@ impl TenantPolicy {
             affinity: config.affinity,
             required: config.required,
             scanner,
+            signed,
         })
     }
 
@@ -88,6 +96,33 @@ impl TenantPolicy {
     pub fn set_message(&self, tenant: Option<&TenantId>) -> Bytes {
         self.setting
             .set_message(tenant.map(TenantId::as_str).unwrap_or(""))
+    }
+
+    /// Whether the tenant must be entered with a signature bound to the backend.
+    pub fn is_signed(&self) -> bool {
+        self.signed.is_some()
+    }
+
+    /// The pipelined Query that makes a server hold `tenant`: the plain SET
+    /// (`plain`, built once per client), or with the signed context
+    /// `tenantpool.enter(...)` for this backend plus the SET. `None` when the
+    /// context is signed but the backend's identity is unknown.
+    pub fn tenant_message(
+        &self,
+        tenant: Option<&TenantId>,
+        plain: &Bytes,
+        identity: Option<signed::BackendIdentity>,
+    ) -> Option<Bytes> {
+        match &self.signed {
+            None => Some(plain.clone()),
+            Some(ctx) => identity.map(|id| {
+                ctx.enter_message(
+                    &self.setting,
+                    tenant.map(TenantId::as_str).unwrap_or(""),
+                    id,
+                )
+            }),
+        }
     }
 
     /// True when `sql` may change the setting for the rest of the session.

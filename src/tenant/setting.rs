@@ -38,28 +38,30 @@ impl SettingName {
         self.0.rsplit('.').next().unwrap_or(&self.0)
     }
 
-    /// A complete Query message: `SET <name> = E'<value>'`.
-    ///
-    /// An `E''` literal means the same whatever `standard_conforming_strings` is, so
-    /// escaping `\` and `'` is all the quoting needed. The name was validated as plain
-    /// lowercase identifiers, so it needs none.
+    /// A complete Query message: `SET <name> = E'<value>'`. The name was validated as
+    /// plain lowercase identifiers, so it needs no quoting.
     pub fn set_message(&self, value: &str) -> Bytes {
-        let mut sql = String::with_capacity(self.0.len() + value.len() + 16);
-        sql.push_str("SET ");
-        sql.push_str(&self.0);
-        sql.push_str(" = E'");
-        for c in value.chars() {
-            match c {
-                '\'' => sql.push_str("''"),
-                '\\' => sql.push_str("\\\\"),
-                c => sql.push(c),
-            }
-        }
-        sql.push('\'');
+        let sql = format!("SET {} = {}", self.0, literal(value));
         let mut buf = BytesMut::with_capacity(sql.len() + 6);
         frontend::query(&mut buf, &sql);
         buf.freeze()
     }
+}
+
+/// `value` as an `E''` string literal: it means the same whatever
+/// `standard_conforming_strings` is, so escaping `\` and `'` is all it needs.
+pub fn literal(value: &str) -> String {
+    let mut sql = String::with_capacity(value.len() + 4);
+    sql.push_str("E'");
+    for c in value.chars() {
+        match c {
+            '\'' => sql.push_str("''"),
+            '\\' => sql.push_str("\\\\"),
+            c => sql.push(c),
+        }
+    }
+    sql.push('\'');
+    sql
 }
 
 #[cfg(test)]
