@@ -9,7 +9,9 @@
 //! - [`scram`]: the server side of SCRAM-SHA-256 (RFC 5802/7677), as
 //!   PostgreSQL implements it, without channel binding.
 //! - [`md5`]: checking a PasswordMessage for AuthenticationMD5Password.
+//! - [`jwt`]: verifying a JWT given as the password, and taking the tenant from it.
 
+pub mod jwt;
 pub mod md5;
 pub mod scram;
 pub mod secret;
