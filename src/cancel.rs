@@ -122,6 +122,7 @@ mod tests {
             user: "u".into(),
             password: None,
             connect_timeout: std::time::Duration::from_secs(1),
+            tls: None,
         });
         let key = BackendKey {
             pid: 77,

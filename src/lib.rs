@@ -14,6 +14,7 @@
 //! - [`tenant`]: tenant ids, the setting, and what may change it;
 //! - [`auth`]: SCRAM-SHA-256 and md5 verification of clients;
 //! - [`config`]: the TOML schema; [`pooler`]: the running whole;
+//! - [`tls`]: TLS towards clients (certificate reload) and towards servers (`sslmode`);
 //! - [`cancel`]: cancel keys; [`pgcluster`]: a throwaway PostgreSQL for the demo and tests.
 
 pub mod auth;
@@ -30,6 +31,7 @@ pub mod protocol;
 pub mod relay;
 pub mod server;
 pub mod tenant;
+pub mod tls;
 
 pub use config::Config;
 pub use pooler::Pooler;

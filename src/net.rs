@@ -1,10 +1,11 @@
-//! The byte streams the pooler speaks over: TCP or a Unix socket, on either side.
+//! The byte streams the pooler speaks over: TCP, a Unix socket, or TLS over
+//! TCP, on either side.
 
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
-use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf, Ready};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 /// A connected socket.
@@ -12,6 +13,14 @@ use tokio::net::{TcpStream, UnixStream};
 pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// A client connection after its TLS handshake (boxed: rustls state is large).
+    ClientTls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// A server connection after its TLS handshake.
+    ServerTls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// Left behind while a TCP stream is moved into a TLS handshake, and after a
+    /// failed one: reads see EOF, writes fail, so nothing is ever sent in the clear
+    /// on a connection that started TLS.
+    Closed,
 }
 
 impl Stream {
@@ -22,54 +31,120 @@ impl Stream {
         Ok(Stream::Tcp(stream))
     }
 
-    /// Whether the peer is on this machine (loopback TCP or a Unix socket).
+    /// The TCP socket underneath, encrypted or not.
+    pub fn tcp_ref(&self) -> Option<&TcpStream> {
+        match self {
+            Stream::Tcp(s) => Some(s),
+            Stream::ClientTls(s) => Some(s.get_ref().0),
+            Stream::ServerTls(s) => Some(s.get_ref().0),
+            Stream::Unix(_) | Stream::Closed => None,
+        }
+    }
+
+    /// Whether the peer is on this machine (loopback TCP or a Unix socket),
+    /// whether or not the connection is encrypted.
     pub fn is_local(&self) -> bool {
         match self {
-            Stream::Tcp(s) => s.peer_addr().map(|a| a.ip().is_loopback()).unwrap_or(false),
             Stream::Unix(_) => true,
+            _ => self.tcp_ref().is_some_and(|s| {
+                s.peer_addr()
+                    .map(|a| a.ip().to_canonical().is_loopback())
+                    .unwrap_or(false)
+            }),
         }
+    }
+
+    /// Whether the connection is encrypted.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::ClientTls(_) | Stream::ServerTls(_))
     }
 
     pub fn peer(&self) -> String {
         match self {
-            Stream::Tcp(s) => s
-                .peer_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_else(|_| "?".into()),
             Stream::Unix(_) => "unix".into(),
+            _ => self
+                .tcp_ref()
+                .and_then(|s| s.peer_addr().ok())
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "?".into()),
         }
     }
 
-    /// Waits until the socket is readable (data, EOF or error), without reading.
+    /// Waits until a read would make progress (data, EOF or error), without reading.
+    /// For TLS, rustls may already hold decrypted bytes the socket no longer
+    /// signals, so this returns at once then. Readiness of the socket alone may
+    /// turn out to be a partial record or a TLS-only message; the caller's read
+    /// then simply waits for more, as after any spurious wakeup.
     pub async fn readable(&self) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.readable().await,
             Stream::Unix(s) => s.readable().await,
+            Stream::ClientTls(s) => {
+                let (tcp, conn) = s.get_ref();
+                if conn.wants_read() {
+                    tcp.readable().await
+                } else {
+                    Ok(())
+                }
+            }
+            Stream::ServerTls(s) => {
+                let (tcp, conn) = s.get_ref();
+                if conn.wants_read() {
+                    tcp.readable().await
+                } else {
+                    Ok(())
+                }
+            }
+            Stream::Closed => Ok(()),
         }
     }
 
-    pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
-        match self {
-            Stream::Tcp(s) => s.ready(interest).await,
-            Stream::Unix(s) => s.ready(interest).await,
+    /// Whether nothing has arrived (no data, no EOF, no error), without waiting.
+    /// Used on idle pooled server connections, where anything at all means the
+    /// server closed it or spoke unasked. Costs no system call unless the reactor
+    /// saw the socket become readable. For TLS, records that carry no data
+    /// (session tickets, key updates) are processed and leave it quiet; data that
+    /// did arrive is consumed, which is fine as the connection is then discarded.
+    pub fn is_quiet(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        let (tcp, plain) = match self {
+            Stream::Tcp(s) => (&*s, true),
+            // Decrypted data already waiting, or the peer's close_notify.
+            Stream::ClientTls(s) if !s.get_ref().1.wants_read() => return false,
+            Stream::ServerTls(s) if !s.get_ref().1.wants_read() => return false,
+            Stream::ClientTls(s) => (s.get_ref().0, false),
+            Stream::ServerTls(s) => (s.get_ref().0, false),
+            Stream::Unix(s) => {
+                return match s.poll_read_ready(&mut cx) {
+                    Poll::Pending => true,
+                    Poll::Ready(Err(_)) => false,
+                    Poll::Ready(Ok(())) => {
+                        let mut probe = [0u8; 1];
+                        matches!(s.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+                    }
+                };
+            }
+            Stream::Closed => return false,
+        };
+        match tcp.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            // Readiness may be stale; a read tells for sure.
+            Poll::Ready(Ok(())) if plain => {
+                let mut probe = [0u8; 1];
+                matches!(tcp.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                let mut buf = ReadBuf::new(&mut probe);
+                Pin::new(self).poll_read(&mut cx, &mut buf).is_pending()
+            }
         }
     }
+}
 
-    /// Non-blocking read; `WouldBlock` when nothing is there.
-    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.try_read(buf),
-            Stream::Unix(s) => s.try_read(buf),
-        }
-    }
-
-    /// Polls read readiness as tokio last saw it; no system call.
-    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self {
-            Stream::Tcp(s) => s.poll_read_ready(cx),
-            Stream::Unix(s) => s.poll_read_ready(cx),
-        }
-    }
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "connection closed")
 }
 
 impl AsyncRead for Stream {
@@ -82,6 +157,9 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::ClientTls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+            Stream::ServerTls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+            Stream::Closed => Poll::Ready(Ok(())),
         }
     }
 }
@@ -96,6 +174,9 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::ClientTls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+            Stream::ServerTls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+            Stream::Closed => Poll::Ready(Err(closed())),
         }
     }
 
@@ -108,11 +189,18 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::ClientTls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
+            Stream::ServerTls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
+            Stream::Closed => Poll::Ready(Err(closed())),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
-        true
+        match self {
+            Stream::ClientTls(s) => s.is_write_vectored(),
+            Stream::ServerTls(s) => s.is_write_vectored(),
+            _ => true,
+        }
     }
 
     #[inline]
@@ -120,6 +208,9 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
             Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+            Stream::ClientTls(s) => Pin::new(&mut **s).poll_flush(cx),
+            Stream::ServerTls(s) => Pin::new(&mut **s).poll_flush(cx),
+            Stream::Closed => Poll::Ready(Err(closed())),
         }
     }
 
@@ -127,6 +218,9 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::ClientTls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+            Stream::ServerTls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+            Stream::Closed => Poll::Ready(Ok(())),
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::config::{Config, PoolMode};
 use crate::pool::{Pool, PoolSettings};
 use crate::server::ServerTarget;
 use crate::tenant::TenantPolicy;
+use crate::tls::{ClientTls, ServerTlsConnector};
 
 /// A database clients can ask for: its pool and its tenant rules.
 pub struct Database {
@@ -35,6 +36,8 @@ pub struct Shared {
     pub cancel: Arc<CancelRegistry>,
     /// Key for the fake SCRAM verifiers of unknown users, so they look like real ones.
     pub mock_key: [u8; 32],
+    /// The certificate clients see, when `[pooler.tls]` is configured.
+    pub tls: Option<Arc<ClientTls>>,
 }
 
 impl Shared {
@@ -55,6 +58,12 @@ impl Shared {
             users.insert(u.name.clone(), secret);
         }
         let p = &config.pooler;
+        let tls = p
+            .tls
+            .as_ref()
+            .map(|t| ClientTls::load(t).map(Arc::new))
+            .transpose()
+            .map_err(|e| StartError::Config(format!("pooler.tls: {e}")))?;
         let mut databases = HashMap::new();
         for (name, db) in &config.databases {
             let target = ServerTarget {
@@ -64,6 +73,8 @@ impl Shared {
                 user: db.user.clone(),
                 password: db.password.clone(),
                 connect_timeout: p.server_connect_timeout,
+                tls: ServerTlsConnector::new(db.tls, db.tls_ca_file.as_deref())
+                    .map_err(|e| StartError::Config(format!("databases.{name}.tls: {e}")))?,
             };
             let settings = PoolSettings {
                 size: db.pool_size,
@@ -96,6 +107,7 @@ impl Shared {
             databases,
             cancel: Arc::new(CancelRegistry::default()),
             mock_key: rand::random(),
+            tls,
         })
     }
 }
@@ -174,6 +186,12 @@ impl Pooler {
             self.shared.config.pooler.max_client_connections,
         ));
         let unix_path = self.unix.as_ref().map(|(_, p)| p.clone());
+        // Certificate reload on SIGHUP and on file change, for as long as we accept.
+        let watcher = self
+            .shared
+            .tls
+            .as_ref()
+            .map(|tls| tokio::spawn(Arc::clone(tls).watch()));
         crate::client::listener::accept_loop(
             self.shared,
             self.tcp,
@@ -182,6 +200,9 @@ impl Pooler {
             shutdown,
         )
         .await;
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
         if let Some(path) = unix_path {
             let _ = std::fs::remove_file(path);
         }

@@ -120,7 +120,9 @@ fn scram_error(e: AuthError, user: &str) -> AuthFail {
 }
 
 async fn send(stream: &mut Stream, bytes: &[u8]) -> Result<(), AuthFail> {
-    stream.write_all(bytes).await.map_err(|_| AuthFail::Gone)
+    stream.write_all(bytes).await.map_err(|_| AuthFail::Gone)?;
+    // A reply is awaited next; TLS may hold the bytes back until flushed.
+    stream.flush().await.map_err(|_| AuthFail::Gone)
 }
 
 /// Reads one PasswordMessage-family message ('p') whole, bounded by `max`.

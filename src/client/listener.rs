@@ -74,7 +74,8 @@ async fn accept_unix(unix: Option<&UnixListener>) -> std::io::Result<Stream> {
 
 /// Reads the client's startup so it can understand the answer, then refuses it.
 async fn reject(mut stream: Stream, max: usize, packet_limit: usize) {
-    let read = tokio::time::timeout(REJECT_TIMEOUT, read_first(&mut stream, packet_limit)).await;
+    let read =
+        tokio::time::timeout(REJECT_TIMEOUT, read_first(&mut stream, packet_limit, None)).await;
     if let Ok(Ok(First::Startup(_))) = read {
         tracing::warn!(max, "refusing client: max_client_connections reached");
         let error = ClientError::fatal(

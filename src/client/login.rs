@@ -34,7 +34,13 @@ pub async fn login(
     shared: &Arc<Shared>,
 ) -> Result<Option<Login>, ClientError> {
     let pooler = &shared.config.pooler;
-    let startup = match read_first(stream, pooler.max_startup_packet_size).await {
+    let startup = match read_first(
+        stream,
+        pooler.max_startup_packet_size,
+        shared.tls.as_deref(),
+    )
+    .await
+    {
         Ok(First::Startup(m)) => m,
         Ok(First::Cancel { pid, secret }) => {
             forward_cancel(shared, pid, &secret).await;

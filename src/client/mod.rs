@@ -2,7 +2,7 @@
 //! the session loop that lends each transaction a server connection.
 //!
 //! - [`listener`]: accept loops for TCP and the Unix socket, and the client limit;
-//! - [`startup`]: the first packet (SSL/GSS requests, cancel, StartupMessage);
+//! - [`startup`]: the first packet (TLS, GSS requests, cancel, StartupMessage);
 //! - [`login`]: database and tenant lookup, protocol negotiation, the greeting;
 //! - [`authenticate`]: SCRAM-SHA-256 and md5 exchanges with the client;
 //! - [`session`]: the per-transaction loop: wait, check out, set the tenant, relay, check in.
@@ -27,7 +27,12 @@ pub async fn serve(mut stream: Stream, shared: Arc<Shared>) {
     let timeout = shared.config.pooler.client_login_timeout;
     let outcome = tokio::time::timeout(timeout, login::login(&mut stream, &shared)).await;
     match outcome {
-        Ok(Ok(Some(session))) => session::run(stream, session, &shared).await,
+        Ok(Ok(Some(session))) => {
+            // The greeting went out with write_all; TLS may still hold it as ciphertext.
+            if stream.flush().await.is_ok() {
+                session::run(stream, session, &shared).await
+            }
+        }
         Ok(Ok(None)) => {}
         Ok(Err(error)) => send_error(&mut stream, &error).await,
         Err(_) => {

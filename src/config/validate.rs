@@ -26,6 +26,10 @@ pub fn validate(config: &Config, file: &str) -> Result<(), ConfigError> {
             "must be at least 1".into(),
         ));
     }
+    // Load the certificate now, so --check catches a bad file before a restart does.
+    if let Some(tls) = &p.tls {
+        crate::tls::ClientTls::load(tls).map_err(|e| invalid("pooler.tls", e.to_string()))?;
+    }
     if !(64..=1 << 20).contains(&p.max_startup_packet_size) {
         return Err(invalid(
             "pooler.max_startup_packet_size",
@@ -141,6 +145,10 @@ pub fn validate(config: &Config, file: &str) -> Result<(), ConfigError> {
                 &format!("{key}.tls_ca_file"),
                 "is only used with tls = \"verify-full\"".into(),
             ));
+        }
+        if let Some(ca) = &db.tls_ca_file {
+            crate::tls::load_certs(ca)
+                .map_err(|e| invalid(&format!("{key}.tls_ca_file"), e.to_string()))?;
         }
     }
     Ok(())

@@ -10,7 +10,7 @@ mod psql;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -392,6 +392,29 @@ impl TempCluster {
     /// The server's stdout/stderr.
     pub fn log_path(&self) -> &Path {
         &self.log_path
+    }
+
+    /// Writes `name` into the data directory with mode 0600, owned by the user
+    /// the server runs as (as PostgreSQL insists for `ssl_key_file`), and returns
+    /// its path. E.g. `server.crt` and `server.key`, then `ssl = on` and a reload.
+    pub fn write_file_as_owner(
+        &self,
+        name: &str,
+        contents: &[u8],
+    ) -> Result<PathBuf, ClusterError> {
+        let path = self.data_dir.join(name);
+        let _ = fs::remove_file(&path);
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(contents))
+            .map_err(|e| ClusterError::io(format!("writing {}", path.display()), e))?;
+        if let Some(who) = self.run_as {
+            env::chown(&path, who)?;
+        }
+        Ok(path)
     }
 
     /// PID of the postmaster (our child process).

@@ -119,9 +119,27 @@ impl Relay<'_> {
                 }
             }
 
+            // TLS: poll_write may take plaintext yet hold the ciphertext back (the
+            // socket was full), so flush each side once it has nothing left to write,
+            // and call the transaction over only when both are flushed. No-op for TCP.
+            let server_flushed = !self.inbound.has_output()
+                && match Pin::new(&mut self.server.stream).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => true,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(RelayError::ServerIo(e))),
+                    Poll::Pending => false,
+                };
+            let client_flushed = !self.outbound.has_output()
+                && match Pin::new(&mut *self.client).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => true,
+                    Poll::Ready(Err(_)) => return Poll::Ready(Ok(Outcome::ClientGone)),
+                    Poll::Pending => false,
+                };
+
             if self.tracker.is_idle()
                 && self.inbound.is_drained()
                 && self.outbound.is_drained(&self.server.buf)
+                && server_flushed
+                && client_flushed
             {
                 return Poll::Ready(Ok(Outcome::Idle));
             }

@@ -2,31 +2,29 @@
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpStream, UnixStream};
 
+use super::login::Opened;
 use super::{BackendKey, ServerTarget};
 use crate::protocol::frontend;
 
 /// Opens a fresh connection to the server and sends a CancelRequest for `key`.
 /// PostgreSQL answers nothing; it just closes the connection.
+///
+/// Over TCP the connection negotiates TLS as the pool's sessions do (as libpq 17
+/// does for cancels): PostgreSQL accepts a CancelRequest inside TLS, and this
+/// keeps the cancel key off the network in the clear and works with servers or
+/// proxies that refuse plaintext.
 pub async fn send_cancel(target: &ServerTarget, key: BackendKey) -> std::io::Result<()> {
     let mut msg = BytesMut::with_capacity(16);
     frontend::cancel_request(&mut msg, key.pid, &key.secret);
     let io = async {
-        if target.is_unix() {
-            let path = format!(
-                "{}/.s.PGSQL.{}",
-                target.host.trim_end_matches('/'),
-                target.port
-            );
-            let mut s = UnixStream::connect(path).await?;
-            s.write_all(&msg).await?;
-            s.shutdown().await
-        } else {
-            let mut s = TcpStream::connect((target.host.as_str(), target.port)).await?;
-            s.write_all(&msg).await?;
-            s.shutdown().await
-        }
+        let mut s = target.open_stream().await.map_err(|e| match e {
+            Opened::Connect(e) => e,
+            Opened::Tls(e) => std::io::Error::other(e),
+        })?;
+        s.write_all(&msg).await?;
+        s.flush().await?;
+        s.shutdown().await
     };
     tokio::time::timeout(target.connect_timeout, io)
         .await

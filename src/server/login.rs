@@ -11,6 +11,14 @@ use super::{BackendKey, ServerError, ServerTarget};
 use crate::net::Stream;
 use crate::protocol::backend::{self, Authentication};
 use crate::protocol::{frontend, tag, Header};
+use crate::tls::server::NegotiateError;
+
+/// Why [`ServerTarget::open_stream`] failed.
+#[derive(Debug)]
+pub(crate) enum Opened {
+    Connect(std::io::Error),
+    Tls(NegotiateError),
+}
 
 /// Largest message accepted from a server during login (ParameterStatus, errors).
 const MAX_LOGIN_MESSAGE: usize = 64 * 1024;
@@ -43,15 +51,10 @@ impl ServerTarget {
             target: format!("{self:?}"),
             source,
         };
-        let mut stream = if self.is_unix() {
-            let path = format!("{}/.s.PGSQL.{}", self.host.trim_end_matches('/'), self.port);
-            Stream::Unix(UnixStream::connect(path).await.map_err(connect_err)?)
-        } else {
-            let tcp = TcpStream::connect((self.host.as_str(), self.port))
-                .await
-                .map_err(connect_err)?;
-            Stream::tcp(tcp).map_err(connect_err)?
-        };
+        let mut stream = self.open_stream().await.map_err(|e| match e {
+            Opened::Connect(e) => connect_err(e),
+            Opened::Tls(e) => self.tls_error(e),
+        })?;
 
         let mut out = BytesMut::with_capacity(256);
         frontend::startup_message(
@@ -63,6 +66,8 @@ impl ServerTarget {
             ],
         );
         stream.write_all(&out).await?;
+        // TLS may keep ciphertext back after write_all: flush before every read.
+        stream.flush().await?;
         out.clear();
 
         let mut buf = BytesMut::with_capacity(4096);
@@ -78,6 +83,7 @@ impl ServerTarget {
                     self.authenticate(auth, &mut scram, &mut out)?;
                     if !out.is_empty() {
                         stream.write_all(&out).await?;
+                        stream.flush().await?;
                         out.clear();
                     }
                 }
@@ -177,6 +183,33 @@ impl ServerTarget {
             }
         }
         Ok(())
+    }
+
+    /// Connects (Unix socket or TCP) and, over TCP, negotiates TLS as configured.
+    pub(crate) async fn open_stream(&self) -> Result<Stream, Opened> {
+        if self.is_unix() {
+            let path = format!("{}/.s.PGSQL.{}", self.host.trim_end_matches('/'), self.port);
+            return Ok(Stream::Unix(
+                UnixStream::connect(path).await.map_err(Opened::Connect)?,
+            ));
+        }
+        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(Opened::Connect)?;
+        match &self.tls {
+            None => Stream::tcp(tcp).map_err(Opened::Connect),
+            Some(tls) => tls.negotiate(tcp, &self.host).await.map_err(Opened::Tls),
+        }
+    }
+
+    fn tls_error(&self, e: NegotiateError) -> ServerError {
+        match e {
+            NegotiateError::Io(e) => ServerError::Io(e),
+            other => ServerError::Tls {
+                target: format!("{self:?}"),
+                what: other.to_string(),
+            },
+        }
     }
 
     fn protocol(&self, what: &str) -> ServerError {

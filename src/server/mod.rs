@@ -3,6 +3,8 @@
 //! - [`login`]: connect, StartupMessage, trust/cleartext/md5/SCRAM-SHA-256, collect
 //!   ParameterStatus and BackendKeyData until ReadyForQuery;
 //! - [`cancel`]: forward a CancelRequest to the backend a client is using.
+//!
+//! Both first negotiate TLS over TCP as the pool's `tls` says (see [`crate::tls::server`]).
 
 pub mod cancel;
 pub mod login;
@@ -13,6 +15,7 @@ use thiserror::Error;
 
 use crate::error::{sqlstate, ClientError};
 use crate::protocol::backend::ErrorFields;
+use crate::tls::ServerTlsConnector;
 
 pub use login::LoggedIn;
 
@@ -26,6 +29,8 @@ pub struct ServerTarget {
     pub user: String,
     pub password: Option<String>,
     pub connect_timeout: Duration,
+    /// TLS to the server; `None` for `tls = "disable"`. Unix sockets never use it.
+    pub tls: Option<ServerTlsConnector>,
 }
 
 impl std::fmt::Debug for ServerTarget {
@@ -64,6 +69,8 @@ pub enum ServerError {
     Refused { target: String, fields: ErrorFields },
     #[error("server {target} asked for {what}")]
     Auth { target: String, what: String },
+    #[error("server {target}: {what}")]
+    Tls { target: String, what: String },
     #[error("server {target} broke the protocol: {what}")]
     Protocol { target: String, what: String },
     #[error("server connection lost: {0}")]
