@@ -8,7 +8,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tenantpool::config::{TenantConfig, TenantSource};
 use tenantpool::protocol::startup;
 use tenantpool::relay::{ClientHalf, ServerHalf, Tracker};
-use tenantpool::tenant::TenantPolicy;
+use tenantpool::tenant::guard::Guard;
+use tenantpool::tenant::{SettingName, TenantPolicy};
 
 fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
     let mut v = vec![tag];
@@ -122,5 +123,40 @@ fn bench_startup(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_relay_framing, bench_startup);
+/// The tenant guard's check of a statement text, on the hot path of every Query/Parse.
+fn bench_guard(c: &mut Criterion) {
+    let setting = SettingName::parse("app.current_tenant").unwrap();
+    let guard = Guard::new(&setting, false);
+    // A typical ORM SELECT (~150 bytes): the prefilter finds nothing to lex.
+    let select = br#"SELECT "users"."id", "users"."email", "users"."name" FROM "users" WHERE "users"."org_id" = $1 ORDER BY "users"."created_at" DESC LIMIT $2 OFFSET $3"#;
+    // An ORM UPDATE (~150 bytes): its `SET` makes the guard lex it, up to the SET clause.
+    let update = br#"UPDATE "users" SET "name" = $1, "email" = $2, "role" = $3, "updated_at" = $4 WHERE "users"."id" = $5 AND "users"."org_id" = $6 RETURNING "users"."id""#;
+    // A 2 KB multi-row INSERT.
+    let mut insert =
+        String::from(r#"INSERT INTO "events" ("org_id", "kind", "payload", "created_at") VALUES "#);
+    let mut i = 0;
+    while insert.len() < 2000 {
+        if i > 0 {
+            insert.push_str(", ");
+        }
+        insert.push_str(&format!(
+            r#"(${}, 'page_view', '{{"path": "/docs/{i}", "ms": {i}}}', now())"#,
+            i + 1
+        ));
+        i += 1;
+    }
+    let mut g = c.benchmark_group("guard");
+    for (name, sql) in [
+        ("check ORM select (150 B)", &select[..]),
+        ("check ORM update (150 B, lexed)", &update[..]),
+        ("check insert (2 KB)", insert.as_bytes()),
+    ] {
+        assert_eq!(guard.check(sql), Ok(()));
+        g.throughput(Throughput::Bytes(sql.len() as u64));
+        g.bench_function(name, |b| b.iter(|| black_box(guard.check(black_box(sql)))));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_relay_framing, bench_startup, bench_guard);
 criterion_main!(benches);

@@ -9,6 +9,7 @@
 //! without one). Each server connection carries a [`ServerTenant`] belief that is
 //! only `Known` while nothing could have changed the setting behind our back.
 
+pub mod guard;
 pub mod id;
 pub mod scan;
 pub mod setting;
