@@ -70,7 +70,9 @@ fn bench_relay_framing(c: &mut Criterion) {
             let mut sink = Vec::new();
             futures_write(&mut inbound, &mut sink);
             server_buf.extend_from_slice(&answer);
-            outbound.scan(&mut server_buf, &mut tracker).unwrap();
+            outbound
+                .scan(&mut server_buf, &mut tracker, None, 1 << 20)
+                .unwrap();
             let n = outbound.ready_bytes(&server_buf).len();
             outbound.consumed(&mut server_buf, n);
             assert!(tracker.is_idle());
@@ -86,7 +88,7 @@ fn bench_relay_framing(c: &mut Criterion) {
         b.iter(|| {
             for chunk in big.chunks(64 * 1024) {
                 buf.extend_from_slice(chunk);
-                outbound.scan(&mut buf, &mut tracker).unwrap();
+                outbound.scan(&mut buf, &mut tracker, None, 4096).unwrap();
                 let n = outbound.ready_bytes(&buf).len();
                 outbound.consumed(&mut buf, n);
             }

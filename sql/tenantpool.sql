@@ -72,7 +72,12 @@ BEGIN
     END IF;
 
     -- The session's context: a temporary table owned by this function's owner,
-    -- which the application role can neither write nor replace.
+    -- which the application role can neither write nor replace (nor, lacking
+    -- the TEMPORARY privilege, forge).
+    IF has_database_privilege(session_user, current_database(), 'TEMPORARY') THEN
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = format('tenantpool: role %s must not have the TEMPORARY privilege on this database', session_user);
+    END IF;
     IF to_regclass('pg_temp.tenantpool_context') IS NULL THEN
         CREATE TEMPORARY TABLE tenantpool_context (tenant text NOT NULL);
     ELSIF (SELECT c.relowner FROM pg_class c WHERE c.oid = to_regclass('pg_temp.tenantpool_context'))
@@ -85,17 +90,20 @@ END
 $fn$;
 
 -- The tenant tenantpool established on this backend; raises when there is none.
+-- Runs once per query that an RLS policy calls it from (write it as a
+-- sub-select), so it is kept cheap: no SET clause (every name below is
+-- schema-qualified instead, so search_path cannot redirect it), and no owner
+-- check on the context table: the pool role cannot create temporary tables at
+-- all (see the REVOKE below, re-checked here), so the table can only be enter()'s.
 CREATE OR REPLACE FUNCTION tenantpool.current_tenant()
-RETURNS text
+RETURNS pg_catalog.text
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    ctx regclass := to_regclass('pg_temp.tenantpool_context');
-    t text;
+    t pg_catalog.text;
 BEGIN
-    IF ctx IS NULL OR (SELECT c.relowner FROM pg_class c WHERE c.oid = ctx)
-                      <> (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user) THEN
+    IF pg_catalog.to_regclass('pg_temp.tenantpool_context') IS NULL
+       OR pg_catalog.has_database_privilege(session_user, pg_catalog.current_database(), 'TEMPORARY') THEN
         RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'tenantpool: no signed tenant context on this connection';
     END IF;
     SELECT c.tenant INTO t FROM pg_temp.tenantpool_context c;
@@ -105,6 +113,11 @@ BEGIN
     RETURN t;
 END
 $fn$;
+
+-- The pool role must not create temporary tables, or it could plant its own
+-- tenantpool_context. (Temporary tables are session state, which transaction
+-- pooling does not keep anyway.)
+SELECT format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC, %I', current_database(), :'app_role') \gexec
 
 REVOKE ALL ON FUNCTION tenantpool.enter(text, bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION tenantpool.current_tenant() FROM PUBLIC;

@@ -11,9 +11,10 @@ use thiserror::Error;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 
+use crate::auth::jwt::JwtVerifier;
 use crate::auth::Secret;
 use crate::cancel::CancelRegistry;
-use crate::config::{Config, PoolMode};
+use crate::config::{Config, PoolMode, TenantSource};
 use crate::pool::{Pool, PoolSettings};
 use crate::server::ServerTarget;
 use crate::tenant::TenantPolicy;
@@ -26,6 +27,8 @@ pub struct Database {
     pub mode: PoolMode,
     /// `None` for plain pooling.
     pub tenant: Option<TenantPolicy>,
+    /// Token verification, for `source = "jwt"`.
+    pub jwt: Option<Arc<JwtVerifier>>,
 }
 
 /// State shared by all client connections.
@@ -91,6 +94,14 @@ impl Shared {
                 .map(TenantPolicy::new)
                 .transpose()
                 .map_err(|e| StartError::Config(format!("databases.{name}.tenant: {e}")))?;
+            let jwt = match &db.tenant {
+                Some(t) if t.source == TenantSource::Jwt => {
+                    Some(Arc::new(JwtVerifier::from_config(t).map_err(|e| {
+                        StartError::Config(format!("databases.{name}.tenant: {e}"))
+                    })?))
+                }
+                _ => None,
+            };
             databases.insert(
                 name.clone(),
                 Arc::new(Database {
@@ -98,6 +109,7 @@ impl Shared {
                     pool: Pool::new(name.clone(), target, settings),
                     mode: db.pool_mode,
                     tenant,
+                    jwt,
                 }),
             );
         }

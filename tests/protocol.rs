@@ -147,6 +147,7 @@ async fn query_above_max_message_size_streams_through_uninspected() {
     let h = Harness::start(|c, _| {
         c.pooler.max_message_size = 4096;
         pool_size_1(c);
+        guard_off(c);
     })
     .await;
     let c = h.connect(ACME.0, ACME.1).await;
@@ -165,6 +166,43 @@ async fn query_above_max_message_size_streams_through_uninspected() {
     let tenant = one::<String>(&c, "select current_setting('app.current_tenant')").await;
     assert_eq!(tenant, "acme");
     assert_eq!(one::<i64>(&c, "select count(*) from items").await, 3);
+}
+
+/// With the tenant guard on, a statement too large to check is refused, and its
+/// body is dropped as it streams in; the connection goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guard_refuses_queries_above_max_message_size() {
+    let h = Harness::start(|c, _| {
+        c.pooler.max_message_size = 4096;
+        pool_size_1(c);
+    })
+    .await;
+    let c = h.connect(ACME.0, ACME.1).await;
+    let sql = format!("select length($${}$$)", "x".repeat(100_000));
+    for e in [
+        c.simple_query(&sql).await.unwrap_err(),
+        c.query(&sql, &[]).await.unwrap_err(),
+    ] {
+        assert_eq!(sqlstate(&e).as_deref(), Some("42501"));
+        assert!(
+            e.as_db_error()
+                .unwrap()
+                .message()
+                .contains("max_message_size"),
+            "{e}"
+        );
+    }
+    assert_eq!(one::<i64>(&c, "select count(*) from items").await, 3);
+}
+
+fn guard_off(c: &mut tenantpool::Config) {
+    c.databases
+        .get_mut("app")
+        .unwrap()
+        .tenant
+        .as_mut()
+        .unwrap()
+        .guard = false;
 }
 
 fn active(sql: &str) -> String {
@@ -353,7 +391,8 @@ async fn hundred_megabyte_bytea_round_trips() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn big_messages_stream_without_being_held_whole() {
     let _big = BIG.lock().await;
-    let h = Harness::start(|_, _| {}).await;
+    // The guard refuses queries too big to check; this test is about relaying them.
+    let h = Harness::start(|c, _| guard_off(c)).await;
     const SIZE: usize = 160 << 20;
     let (mut w, _) = acme(&h).await;
     let baseline = rss();
@@ -537,7 +576,17 @@ async fn unix_socket_serves_psql() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_reach_the_client_unchanged() {
-    let h = Harness::start(|_, _| {}).await;
+    // One case raises its error from a DO block, which the guard refuses by default.
+    let h = Harness::start(|c, _| {
+        c.databases
+            .get_mut("app")
+            .unwrap()
+            .tenant
+            .as_mut()
+            .unwrap()
+            .allow_do_blocks = true;
+    })
+    .await;
     let pooled = h.connect(ACME.0, ACME.1).await;
     let url = h.cluster.tcp_url("app", PASSWORD, "app");
     let (direct, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();

@@ -188,11 +188,17 @@ async fn forged_and_replayed_signatures_are_refused() {
     );
     tx.rollback().await.unwrap();
 
-    // A look-alike context table of the application's own is not trusted.
+    // The application cannot plant a look-alike context table: the pool role has
+    // no TEMPORARY privilege, and without the genuine table there is no tenant.
     let tx = acme.transaction().await.unwrap();
-    tx.batch_execute("DISCARD TEMP; CREATE TEMP TABLE tenantpool_context (tenant text); INSERT INTO tenantpool_context VALUES ('globex')")
+    let e = tx
+        .batch_execute("CREATE TEMP TABLE tenantpool_context (tenant text)")
         .await
-        .unwrap();
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&e).as_deref(), Some("42501"), "{e:?}");
+    tx.rollback().await.unwrap();
+    let tx = acme.transaction().await.unwrap();
+    tx.batch_execute("DISCARD TEMP").await.unwrap();
     let err = tx
         .query_one("select count(*) from items", &[])
         .await

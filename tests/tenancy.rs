@@ -16,6 +16,15 @@ use tenantpool::pgcluster::ClusterOptions;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, GenericClient, SimpleQueryMessage};
 
+/// Pool of one, tenant guard off: these tests exercise the pooler's own defence
+/// (re-sending the SET when a statement may have changed the setting), which
+/// still matters for RESET ALL/DISCARD ALL and where the guard is turned off.
+fn pool_size_1_unguarded(c: &mut Config, _: &tenantpool::pgcluster::TempCluster) {
+    let db = c.databases.get_mut("app").unwrap();
+    db.pool_size = 1;
+    db.tenant.as_mut().unwrap().guard = false;
+}
+
 /// Polls `cond` every 10 ms until it holds; panics after 10 s.
 async fn wait_until<F, Fut>(what: &str, mut cond: F)
 where
@@ -401,7 +410,7 @@ async fn assert_next_sees(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_that_change_the_setting_force_a_new_set() {
-    let h = Harness::start(|c, _| c.databases.get_mut("app").unwrap().pool_size = 1).await;
+    let h = Harness::start(pool_size_1_unguarded).await;
     let acme = h.connect("app.acme", "app").await;
     let acme2 = h.connect("app.acme", "app").await;
     let globex = h.connect("app.globex", "app").await;
@@ -452,7 +461,7 @@ async fn statements_that_change_the_setting_force_a_new_set() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_transactions_and_set_local_leave_no_stale_tenant() {
-    let h = Harness::start(|c, _| c.databases.get_mut("app").unwrap().pool_size = 1).await;
+    let h = Harness::start(pool_size_1_unguarded).await;
     let acme = h.connect("app.acme", "app").await;
     let globex = h.connect("app.globex", "app").await;
 
@@ -542,7 +551,7 @@ async fn tenant_optional_runs_without_tenant_as_empty_setting() {
 /// later transaction, and a fastpath FunctionCall (which names set_config by OID).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepared_and_fastpath_calls_leave_no_stale_tenant() {
-    let h = Harness::start(|c, _| c.databases.get_mut("app").unwrap().pool_size = 1).await;
+    let h = Harness::start(pool_size_1_unguarded).await;
     let acme = h.connect("app.acme", "app").await;
     let victim = h.connect("app.acme", "app").await;
 
@@ -588,7 +597,7 @@ async fn prepared_and_fastpath_calls_leave_no_stale_tenant() {
 /// bound in a later one runs set_config where the pooler no longer looks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn named_statement_executed_later_leaves_no_stale_tenant() {
-    let h = Harness::start(|c, _| c.databases.get_mut("app").unwrap().pool_size = 1).await;
+    let h = Harness::start(pool_size_1_unguarded).await;
     let acme = h.connect("app.acme", "app").await;
     let victim = h.connect("app.acme", "app").await;
     // Parse "s0" + Describe + Sync: one transaction (flagged, so the next one re-SETs).

@@ -78,6 +78,18 @@ pub async fn authenticate(
     }
 }
 
+/// Asks for a cleartext password (a token) and returns it. Only called where the
+/// connection is encrypted or local.
+pub async fn read_token(stream: &mut Stream, max_message: usize) -> Result<String, AuthFail> {
+    let mut out = BytesMut::with_capacity(16);
+    backend::authentication_cleartext(&mut out);
+    send(stream, &out).await?;
+    let body = read_password_message(stream, max_message).await?;
+    let token =
+        frontend::decode_password(&body).ok_or_else(|| protocol("malformed password message"))?;
+    String::from_utf8(token.to_vec()).map_err(|_| protocol("token is not valid UTF-8"))
+}
+
 async fn scram(
     stream: &mut Stream,
     mut exchange: ScramExchange,

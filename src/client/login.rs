@@ -7,8 +7,9 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
-use super::authenticate::{authenticate, AuthFail};
+use super::authenticate::{self, authenticate, AuthFail};
 use super::startup::{read_first, First, StartupFail};
+use crate::auth::jwt;
 use crate::cancel::Registration;
 use crate::error::{sqlstate, ClientError};
 use crate::net::Stream;
@@ -23,6 +24,8 @@ pub struct Login {
     /// The pooler user it authenticated as.
     pub user: String,
     pub tenant: Option<TenantId>,
+    /// For token logins: the token's `exp` and the leeway; no transaction starts after both passed.
+    pub expires_at: Option<(u64, u64)>,
     pub cancel: Registration,
     pub peer: String,
 }
@@ -84,6 +87,16 @@ pub async fn login(
     };
     let user = user.to_owned();
 
+    // `options=-c app.current_tenant=...` and the like must not override the tenant.
+    if let Some(policy) = database.as_ref().and_then(|d| d.tenant.as_ref()) {
+        if let Some(Err(violation)) = policy.guard().map(|g| g.check_startup(&startup.params)) {
+            return Err(ClientError::fatal(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                violation.message(&policy.setting),
+            ));
+        }
+    }
+
     let mut out = BytesMut::with_capacity(512);
     let options: Vec<&str> = startup.protocol_options().collect();
     if startup.minor > PROTOCOL_MINOR || !options.is_empty() {
@@ -92,16 +105,63 @@ pub async fn login(
         out.clear();
     }
 
-    match authenticate(
-        stream,
-        pooler.auth_type,
-        shared.user(&user),
-        &shown_user,
-        &shared.mock_key,
-        pooler.max_startup_packet_size,
-    )
-    .await
-    {
+    let jwt = database.as_ref().and_then(|d| d.jwt.as_deref());
+    let (mut tenant, mut expires_at) = (tenant, None);
+    let outcome = match jwt {
+        // The token is the password: ask for it in clear text, only where that is safe.
+        Some(verifier) => {
+            let policy = database.as_ref().and_then(|d| d.tenant.as_ref());
+            if !jwt::cleartext_allowed(
+                stream.is_tls(),
+                stream.is_local(),
+                pooler.allow_cleartext_over_network,
+            ) {
+                Err(AuthFail::Refused(ClientError::fatal(
+                    sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+                    "tenantpool: a token login needs TLS (sslmode=require), a Unix socket or a loopback connection",
+                )))
+            } else {
+                match authenticate::read_token(stream, jwt::MAX_TOKEN_LEN + 64).await {
+                    Ok(token) => match verifier.verify(&token) {
+                        Ok(verified) => match policy.map(|p| p.check(&verified.tenant)) {
+                            Some(Ok(t)) => {
+                                tenant = Some(t);
+                                expires_at = verified
+                                    .expires_at
+                                    .map(|exp| (exp, verifier.leeway_seconds()));
+                                Ok(())
+                            }
+                            Some(Err(e)) => Err(AuthFail::Refused(ClientError::fatal(
+                                sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+                                format!("tenantpool: the token's tenant claim is not valid: {e}"),
+                            ))),
+                            None => Err(AuthFail::Refused(ClientError::fatal(
+                                sqlstate::INTERNAL_ERROR,
+                                "tenantpool: token login on a database without a tenant policy",
+                            ))),
+                        },
+                        Err(e) => Err(AuthFail::Refused(ClientError::fatal(
+                            sqlstate::INVALID_PASSWORD,
+                            format!("tenantpool: token refused: {}", e.client_message()),
+                        ))),
+                    },
+                    Err(fail) => Err(fail),
+                }
+            }
+        }
+        None => {
+            authenticate(
+                stream,
+                pooler.auth_type,
+                shared.user(&user),
+                &shown_user,
+                &shared.mock_key,
+                pooler.max_startup_packet_size,
+            )
+            .await
+        }
+    };
+    match outcome {
         Ok(()) => {}
         Err(AuthFail::Gone) => return Ok(None),
         Err(AuthFail::Refused(e)) => {
@@ -142,6 +202,7 @@ pub async fn login(
         database,
         user,
         tenant,
+        expires_at,
         cancel,
         peer,
     }))

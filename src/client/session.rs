@@ -31,6 +31,7 @@ pub async fn run(mut client: Stream, login: Login, shared: &Arc<Shared>) {
         database,
         tenant,
         cancel,
+        expires_at: login_expiry,
         ..
     } = login;
     let pool = &database.pool;
@@ -88,7 +89,20 @@ pub async fn run(mut client: Stream, login: Login, shared: &Arc<Shared>) {
             }
         }
 
-        // 2. Get a server connection.
+        // 2. Get a server connection, unless the login token expired: a transaction
+        //    in progress may finish, the next one may not start.
+        if inbound.has_ready() {
+            if let Some((exp, leeway)) = login_expiry {
+                if unix_now() >= exp.saturating_add(leeway) {
+                    let error = ClientError::fatal(
+                        sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+                        "tenantpool: the login token has expired; reconnect with a fresh token",
+                    );
+                    send_error(&mut client, &error).await;
+                    return;
+                }
+            }
+        }
         let server = match &mut held {
             Some(server) => server,
             None => match pool.checkout(tenant.as_ref(), affinity).await {
@@ -241,4 +255,11 @@ fn relay_error_to_client(e: &RelayError) -> ClientError {
             format!("tenantpool: {other}; the transaction, if any, is lost"),
         ),
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

@@ -56,7 +56,7 @@ pub fn relay_framing(data: &[u8]) {
     let mut relayed = 0;
     for chunk in data.chunks(step) {
         buf.extend_from_slice(chunk);
-        if outbound.scan(&mut buf, &mut tracker).is_err() {
+        if outbound.scan(&mut buf, &mut tracker, None, 4096).is_err() {
             break;
         }
         let n = outbound.ready_bytes(&buf).len();

@@ -12,6 +12,7 @@ use std::task::{ready, Context, Poll};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWrite;
 
+use super::refuse;
 use super::track::Tracker;
 use crate::protocol::{frontend, tag, FrameError, Header, HEADER_LEN};
 use crate::tenant::TenantPolicy;
@@ -34,6 +35,8 @@ pub struct ClientHalf {
     need: usize,
     /// Bytes to write to the server before the client's (the tenant SET).
     prefix: Bytes,
+    /// Body bytes of a refused, oversized message still to be dropped.
+    discard_left: usize,
     /// The client sent Terminate.
     pub terminated: bool,
 }
@@ -48,14 +51,17 @@ impl ClientHalf {
     /// Whether every byte the client sent has reached the server and no message is cut.
     #[inline]
     pub fn is_drained(&self) -> bool {
-        self.buf.is_empty() && self.body_left == 0 && self.prefix.is_empty()
+        self.buf.is_empty()
+            && self.body_left == 0
+            && self.discard_left == 0
+            && self.prefix.is_empty()
     }
 
     /// Whether nothing the client sent is half-way to the server: every byte
     /// framed so far was written and no message was cut.
     #[inline]
     pub fn nothing_in_flight(&self) -> bool {
-        self.ready == 0 && self.body_left == 0 && self.prefix.is_empty()
+        self.ready == 0 && self.body_left == 0 && self.discard_left == 0 && self.prefix.is_empty()
     }
 
     /// Whether complete messages (or message pieces) are ready for a server.
@@ -109,6 +115,17 @@ impl ClientHalf {
                 self.body_left -= n;
                 continue;
             }
+            if self.discard_left > 0 {
+                // The body of a refused message too large to hold: drop it as it arrives.
+                let avail = self.buf.len() - self.ready;
+                if avail == 0 {
+                    return Ok(());
+                }
+                let n = avail.min(self.discard_left);
+                refuse::splice(&mut self.buf, self.ready, n, &[]);
+                self.discard_left -= n;
+                continue;
+            }
             let Some(header) = Header::parse(&self.buf[self.ready..])? else {
                 return Ok(());
             };
@@ -121,48 +138,51 @@ impl ClientHalf {
                 }
                 tag::QUERY | tag::PARSE => {
                     let total = header.total_len();
-                    if total <= max_message {
-                        if self.buf.len() - self.ready < total {
-                            self.need = self.ready + total;
-                            return Ok(());
-                        }
-                        self.need = 0;
-                        if let Some(policy) = policy {
-                            let body = &self.buf[self.ready + HEADER_LEN..self.ready + total];
-                            let text = if header.tag == tag::QUERY {
-                                frontend::query_text(body)
-                            } else {
-                                frontend::parse_query_text(body).unwrap_or(body)
-                            };
-                            if policy.may_change_setting(text) {
-                                tracker.tenant_touched = true;
-                                // A named statement can be executed in any later
-                                // transaction on this server, uninspected.
-                                if header.tag == tag::PARSE && body.first() != Some(&0) {
-                                    tracker.tenant_tainted = true;
-                                }
-                            }
-                        }
-                    } else if policy.is_some() {
-                        // Too big to hold: relayed uninspected, so stop trusting the setting
-                        // (for good if it is a Parse: it may be named and executed later).
-                        tracker.tenant_touched = true;
-                        tracker.tenant_tainted |= header.tag == tag::PARSE;
+                    let whole = total <= max_message;
+                    if whole && self.buf.len() - self.ready < total {
+                        self.need = self.ready + total;
+                        return Ok(());
                     }
+                    self.need = 0;
                     if header.tag == tag::QUERY {
                         tracker.query_sent();
                     } else {
                         tracker.extended_sent();
                     }
+                    if let Some(policy) = policy {
+                        if whole {
+                            if self.inspect(header, total, policy, tracker) {
+                                continue;
+                            }
+                        } else if policy.guard().is_some() {
+                            // Too big to check: refuse it, dropping its body as it streams in.
+                            self.refuse(header, 0, refuse::OVERSIZED, tracker);
+                            self.discard_left = header.body_len;
+                            continue;
+                        } else {
+                            // Relayed uninspected, so stop trusting the setting (for good
+                            // if it is a Parse: it may be named and executed later).
+                            tracker.tenant_touched = true;
+                            tracker.tenant_tainted |= header.tag == tag::PARSE;
+                        }
+                    }
                 }
                 tag::SYNC => tracker.sync_sent(),
                 tag::FUNCTION_CALL => {
+                    tracker.query_sent();
                     // A fastpath call names its function by OID (set_config is one
-                    // away), so its text cannot be inspected: stop trusting the setting.
+                    // away), so nothing can check what it does.
+                    if policy.is_some_and(|p| p.guard().is_some()) {
+                        let held = header
+                            .body_len
+                            .min(self.buf.len() - self.ready - HEADER_LEN);
+                        self.refuse(header, held, refuse::FASTPATH, tracker);
+                        self.discard_left = header.body_len - held;
+                        continue;
+                    }
                     if policy.is_some() {
                         tracker.tenant_touched = true;
                     }
-                    tracker.query_sent();
                 }
                 tag::BIND | tag::EXECUTE | tag::DESCRIBE | tag::CLOSE | tag::FLUSH => {
                     tracker.extended_sent()
@@ -173,6 +193,52 @@ impl ClientHalf {
             self.ready += HEADER_LEN;
             self.body_left = header.body_len;
         }
+    }
+
+    /// Checks a whole Query/Parse at `ready` against the guard and the setting
+    /// scanner. Returns true when it was refused (and replaced in the buffer).
+    fn inspect(
+        &mut self,
+        header: Header,
+        total: usize,
+        policy: &TenantPolicy,
+        tracker: &mut Tracker,
+    ) -> bool {
+        let body = &self.buf[self.ready + HEADER_LEN..self.ready + total];
+        let text = if header.tag == tag::QUERY {
+            frontend::query_text(body)
+        } else {
+            frontend::parse_query_text(body).unwrap_or(body)
+        };
+        if let Some(guard) = policy.guard() {
+            if let Err(violation) = guard.check(text) {
+                self.refuse(header, header.body_len, violation.code(), tracker);
+                return true;
+            }
+        }
+        if policy.may_change_setting(text) {
+            tracker.tenant_touched = true;
+            // A named statement can be executed in any later transaction on
+            // this server, uninspected.
+            if header.tag == tag::PARSE && body.first() != Some(&0) {
+                tracker.tenant_tainted = true;
+            }
+        }
+        false
+    }
+
+    /// Replaces the message at `ready` (its header and the `held` body bytes in
+    /// the buffer) with one that fails on the server, and moves past it.
+    fn refuse(&mut self, header: Header, held: usize, code: u8, tracker: &mut Tracker) {
+        let replacement = if header.tag == tag::PARSE {
+            let body_end = (self.ready + HEADER_LEN + held).min(self.buf.len());
+            refuse::parse(&self.buf[self.ready + HEADER_LEN..body_end], code)
+        } else {
+            refuse::query(code)
+        };
+        refuse::splice(&mut self.buf, self.ready, HEADER_LEN + held, &replacement);
+        self.ready += replacement.len();
+        tracker.refusals += 1;
     }
 
     /// Writes what is ready (prefix first) to the server.
@@ -256,11 +322,17 @@ mod tests {
         assert!(half.terminated);
     }
 
+    fn unguarded() -> TenantPolicy {
+        let mut t = TenantConfig::new(TenantSource::UserSuffix);
+        t.guard = false;
+        TenantPolicy::new(&t).unwrap()
+    }
+
     #[test]
     fn oversized_query_streams_and_marks_tenant_touched() {
         let mut half = ClientHalf::default();
         let mut t = Tracker::default();
-        let p = policy();
+        let p = unguarded();
         let mut body = vec![b'x'; 5000];
         body.push(0);
         half.buf.extend_from_slice(&msg(b'Q', &body)[..100]);
@@ -270,14 +342,60 @@ mod tests {
     }
 
     #[test]
-    fn function_call_marks_tenant_touched() {
+    fn guard_refuses_oversized_query_and_drops_its_body() {
+        let mut half = ClientHalf::default();
+        let mut t = Tracker::default();
+        let p = policy();
+        let mut body = vec![b'x'; 5000];
+        body.push(0);
+        let big = msg(b'Q', &body);
+        half.buf.extend_from_slice(&big[..100]);
+        half.scan(&mut t, Some(&p), 1024).unwrap();
+        let replaced = half.ready;
+        assert!(half.buf[..replaced]
+            .windows(16)
+            .any(|w| w == b"tenantpool_guard"));
+        half.buf.extend_from_slice(&big[100..]);
+        half.buf.extend_from_slice(&msg(b'S', b""));
+        half.scan(&mut t, Some(&p), 1024).unwrap();
+        assert_eq!(half.buf.len(), replaced + 5, "body dropped, Sync kept");
+        assert_eq!(t.refusals, 1);
+    }
+
+    #[test]
+    fn guard_replaces_a_refused_query_in_place() {
+        let mut half = ClientHalf::default();
+        let mut t = Tracker::default();
+        let p = policy();
+        half.buf.extend_from_slice(&msg(b'Q', b"select 1\0"));
+        half.buf
+            .extend_from_slice(&msg(b'Q', b"SET app.current_tenant = 'x'\0"));
+        half.buf.extend_from_slice(&msg(b'Q', b"select 2\0"));
+        half.scan(&mut t, Some(&p), 1024).unwrap();
+        let out = &half.buf[..half.ready];
+        assert!(out.starts_with(&msg(b'Q', b"select 1\0")));
+        assert!(out.ends_with(&msg(b'Q', b"select 2\0")));
+        assert!(!out.windows(11).any(|w| w == b"app.current"));
+        assert_eq!(t.refusals, 1);
+    }
+
+    #[test]
+    fn function_call_marks_tenant_touched_or_is_refused() {
+        let mut half = ClientHalf::default();
+        let mut t = Tracker::default();
+        half.buf
+            .extend_from_slice(&msg(b'F', &[0, 0, 8, 30, 0, 0, 0, 0, 0, 0]));
+        half.scan(&mut t, Some(&unguarded()), 1024).unwrap();
+        assert!(t.tenant_touched);
+        assert!(!t.is_idle());
+
         let mut half = ClientHalf::default();
         let mut t = Tracker::default();
         half.buf
             .extend_from_slice(&msg(b'F', &[0, 0, 8, 30, 0, 0, 0, 0, 0, 0]));
         half.scan(&mut t, Some(&policy()), 1024).unwrap();
-        assert!(t.tenant_touched);
-        assert!(!t.is_idle());
+        assert_eq!(half.buf[0], b'Q', "replaced by a failing query");
+        assert_eq!(t.refusals, 1);
     }
 
     #[test]

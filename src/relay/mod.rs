@@ -12,6 +12,7 @@
 
 pub mod inbound;
 pub mod outbound;
+pub mod refuse;
 pub mod track;
 
 use std::future::Future;
@@ -111,7 +112,12 @@ impl Relay<'_> {
                 match poll_read_buf(Pin::new(&mut self.server.stream), cx, &mut self.server.buf) {
                     Poll::Ready(Ok(0)) => return Poll::Ready(Err(RelayError::ServerClosed)),
                     Poll::Ready(Ok(_)) => {
-                        self.outbound.scan(&mut self.server.buf, self.tracker)?;
+                        self.outbound.scan(
+                            &mut self.server.buf,
+                            self.tracker,
+                            self.policy,
+                            self.max_message,
+                        )?;
                         progress = true;
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(RelayError::ServerIo(e))),

@@ -4,9 +4,11 @@
 use bytes::{Buf, BytesMut};
 
 use super::inbound::{HIGH_WATER, READ_CHUNK};
+use super::refuse;
 use super::track::Tracker;
 use crate::protocol::backend::{self, ErrorFields};
 use crate::protocol::{tag, FrameError, Header, HEADER_LEN};
+use crate::tenant::TenantPolicy;
 
 /// Largest message we hold whole from a server (ReadyForQuery, the answer to our SET).
 const MAX_HELD: usize = 64 * 1024;
@@ -69,7 +71,14 @@ impl ServerHalf {
     }
 
     /// Frames newly read bytes.
-    pub fn scan(&mut self, buf: &mut BytesMut, tracker: &mut Tracker) -> Result<(), OutboundError> {
+    /// `policy` and `max_message` are needed only to word the errors of refused statements.
+    pub fn scan(
+        &mut self,
+        buf: &mut BytesMut,
+        tracker: &mut Tracker,
+        policy: Option<&TenantPolicy>,
+        max_message: usize,
+    ) -> Result<(), OutboundError> {
         loop {
             if self.body_left > 0 {
                 let avail = buf.len() - self.ready;
@@ -85,7 +94,11 @@ impl ServerHalf {
                 return Ok(());
             };
             let total = header.total_len();
-            let held = self.swallowing || header.tag == tag::READY_FOR_QUERY;
+            // While refused statements are in flight, errors are held to spot theirs.
+            let refusal = tracker.refusals > 0
+                && header.tag == tag::ERROR_RESPONSE
+                && header.body_len <= MAX_HELD;
+            let held = self.swallowing || refusal || header.tag == tag::READY_FOR_QUERY;
             if held {
                 if header.body_len > MAX_HELD {
                     return Err(OutboundError::Oversized(header.tag));
@@ -109,6 +122,16 @@ impl ServerHalf {
                 }
                 buf.advance(total);
                 continue;
+            }
+            if refusal {
+                let body = &buf[self.ready + HEADER_LEN..self.ready + total];
+                if let (Some(code), Some(policy)) = (refuse::refused_code(body), policy) {
+                    let ours = refuse::client_error(code, policy, max_message);
+                    refuse::splice(buf, self.ready, total, &ours);
+                    self.ready += ours.len();
+                    tracker.refusals -= 1;
+                    continue;
+                }
             }
             match header.tag {
                 tag::READY_FOR_QUERY => {
@@ -153,7 +176,7 @@ mod tests {
         ]
         .concat();
         buf.extend_from_slice(&answer);
-        half.scan(&mut buf, &mut t).unwrap();
+        half.scan(&mut buf, &mut t, None, 1024).unwrap();
         assert!(!half.swallowing);
         assert_eq!(half.ready_bytes(&buf), &answer[..]);
         assert!(t.is_idle());
@@ -167,7 +190,7 @@ mod tests {
         };
         let mut buf = BytesMut::new();
         buf.extend_from_slice(&msg(b'E', b"SERROR\0C42501\0Mnope\0\0"));
-        match half.scan(&mut buf, &mut Tracker::default()) {
+        match half.scan(&mut buf, &mut Tracker::default(), None, 1024) {
             Err(OutboundError::TenantSet(f)) => assert_eq!(f.code, "42501"),
             other => panic!("{other:?}"),
         }
@@ -183,11 +206,11 @@ mod tests {
         let mut buf = BytesMut::new();
         buf.extend_from_slice(&z);
         buf.extend_from_slice(&z[..3]);
-        half.scan(&mut buf, &mut t).unwrap();
+        half.scan(&mut buf, &mut t, None, 1024).unwrap();
         assert_eq!(half.ready, 6);
         assert_eq!(t.status(), b'T');
         buf.extend_from_slice(&z[3..]);
-        half.scan(&mut buf, &mut t).unwrap();
+        half.scan(&mut buf, &mut t, None, 1024).unwrap();
         assert_eq!(half.ready, 12);
     }
 }

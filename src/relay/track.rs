@@ -33,6 +33,9 @@ pub struct Tracker {
     /// The client prepared a named statement that may change the setting, which
     /// stays on the server and can run later unseen.
     pub tenant_tainted: bool,
+    /// Refused statements sent as failing replacements whose errors are yet to be
+    /// rewritten (errors are held and checked while this is non-zero).
+    pub refusals: u32,
 }
 
 impl Default for Tracker {
@@ -45,6 +48,7 @@ impl Default for Tracker {
             copy_ins: 0,
             tenant_touched: false,
             tenant_tainted: false,
+            refusals: 0,
         }
     }
 }
@@ -131,6 +135,7 @@ impl Tracker {
         self.copy_ins = 0;
         self.tenant_touched = false;
         self.tenant_tainted = false;
+        self.refusals = 0;
     }
 }
 

@@ -44,6 +44,7 @@ pub struct TenantPolicy {
     required: bool,
     scanner: SettingScanner,
     signed: Option<signed::SignedContext>,
+    guard: Option<guard::Guard>,
 }
 
 impl TenantPolicy {
@@ -52,6 +53,7 @@ impl TenantPolicy {
         let setting = SettingName::parse(&config.setting).map_err(|e| e.to_string())?;
         let pattern = TenantPattern::new(&config.pattern).map_err(|e| e.to_string())?;
         let scanner = SettingScanner::new(&setting);
+        let setting_for_guard = setting.clone();
         let signed = match (config.signed_context, &config.signing_key) {
             (true, Some(key)) => Some(signed::SignedContext::new(key)),
             (true, None) => return Err("signed_context = true needs a signing_key".into()),
@@ -65,6 +67,9 @@ impl TenantPolicy {
             required: config.required,
             scanner,
             signed,
+            guard: config
+                .guard
+                .then(|| guard::Guard::new(&setting_for_guard, config.allow_do_blocks)),
         })
     }
 
@@ -97,6 +102,12 @@ impl TenantPolicy {
     pub fn set_message(&self, tenant: Option<&TenantId>) -> Bytes {
         self.setting
             .set_message(tenant.map(TenantId::as_str).unwrap_or(""))
+    }
+
+    /// The tenant-context guard, unless turned off.
+    #[inline]
+    pub fn guard(&self) -> Option<&guard::Guard> {
+        self.guard.as_ref()
     }
 
     /// Whether the tenant must be entered with a signature bound to the backend.
