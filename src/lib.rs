@@ -17,6 +17,7 @@
 //! - [`tls`]: TLS towards clients (certificate reload) and towards servers (`sslmode`);
 //! - [`cancel`]: cancel keys; [`pgcluster`]: a throwaway PostgreSQL for the demo and tests.
 
+pub mod admin;
 pub mod auth;
 pub mod cancel;
 pub mod client;

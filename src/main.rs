@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tenantpool::config::LogFormat;
 use tenantpool::{Config, Pooler};
 use tracing_subscriber::EnvFilter;
 
@@ -37,14 +38,20 @@ enum Command {
     },
 }
 
+/// Logs to stderr: `RUST_LOG` if set, else the configured level; text or JSON.
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
 
     match cli.command {
         Some(Command::SignedContextSql { database }) => {
@@ -65,6 +72,7 @@ fn main() -> ExitCode {
             }
         }
         Some(Command::Demo { port }) => {
+            init_logging("info", LogFormat::Text);
             let rt = match runtime(None) {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
@@ -87,11 +95,12 @@ fn main() -> ExitCode {
                 println!("{}: configuration is valid", path.display());
                 return ExitCode::SUCCESS;
             }
+            init_logging(&config.pooler.log_level, config.pooler.log_format);
             let rt = match runtime(config.pooler.worker_threads) {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
             };
-            match rt.block_on(serve(config)) {
+            match rt.block_on(serve(&path)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(e),
             }
@@ -99,12 +108,35 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    let pooler = Pooler::bind(config).await?;
-    tracing::info!(addr = %pooler.local_addr(), unix = ?pooler.unix_socket_path(), "tenantpool listening");
-    pooler.run(tenantpool::shutdown_signal()).await;
+async fn serve(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    let pooler = Pooler::bind_file(path).await?;
+    tracing::info!(addr = %pooler.local_addr(), unix = ?pooler.unix_socket_path(), version = env!("CARGO_PKG_VERSION"), "tenantpool listening");
+    let control = std::sync::Arc::clone(pooler.control());
+    tokio::spawn(handle_signals(control));
+    pooler.run(std::future::pending()).await;
     tracing::info!("tenantpool stopped");
     Ok(())
+}
+
+/// SIGHUP reloads the configuration; SIGTERM drains (transactions finish within
+/// `shutdown_timeout`); SIGINT (Ctrl-C) closes everything at once.
+async fn handle_signals(control: std::sync::Arc<tenantpool::pooler::Control>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => { let _ = control.reload().await; }
+            _ = term.recv() => control.shutdown(false),
+            _ = int.recv() => control.shutdown(true),
+        }
+    }
 }
 
 fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {

@@ -309,7 +309,7 @@ async fn idle_connections_close_down_to_min_pool_size() {
     let direct = h.direct_superuser().await;
     let pool = h.pool("app");
     let at = |n: usize| {
-        let (direct, pool) = (&direct, pool);
+        let (direct, pool) = (&direct, &pool);
         move || async move { pool.counts().0 == n && backends(direct, "app").await == n as i64 }
     };
     wait_until("min_pool_size connections warm", at(2)).await;

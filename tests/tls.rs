@@ -548,7 +548,7 @@ async fn certificate_reload_by_call_file_change_and_sighup() {
     let (ca_a, ca_b, ca_c) = (Ca::new("CA A"), Ca::new("CA B"), Ca::new("CA C"));
     pki.install(&ca_a, "a");
     let h = start_with_tls(&pki, TlsRequired::Never).await;
-    let tls = Arc::clone(h.shared.tls.as_ref().unwrap());
+    let tls = Arc::clone(h.control.current().tls.as_ref().unwrap());
     assert!(verifies_with(&h, &ca_a.pem).await);
     let kept = tls_connect(&h, &ca_a.pem, "app.acme", "app").await;
 

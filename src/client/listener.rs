@@ -7,30 +7,33 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
 
 use super::startup::{read_first, First};
 use super::{send_error, serve};
 use crate::error::{sqlstate, ClientError};
 use crate::net::Stream;
-use crate::pooler::Shared;
+use crate::pooler::Control;
 
 /// Over-limit connections being told so at once; beyond this they are just closed.
 const MAX_REJECTING: usize = 256;
 /// How long an over-limit client gets to send its startup packet.
 const REJECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Accepts until `shutdown` resolves, and returns its value (whether to drain).
 pub async fn accept_loop(
-    shared: Arc<Shared>,
+    control: Arc<Control>,
     tcp: TcpListener,
     unix: Option<UnixListener>,
     limit: Arc<Semaphore>,
-    shutdown: impl Future<Output = ()>,
-) {
+    tasks: TaskTracker,
+    shutdown: impl Future<Output = bool>,
+) -> bool {
     tokio::pin!(shutdown);
     let rejecting = Arc::new(Semaphore::new(MAX_REJECTING));
     loop {
         let accepted = tokio::select! {
-            _ = &mut shutdown => return,
+            drain = &mut shutdown => return drain,
             r = tcp.accept() => r.and_then(|(s, _)| Stream::tcp(s)),
             r = accept_unix(unix.as_ref()) => r,
         };
@@ -45,16 +48,19 @@ pub async fn accept_loop(
         };
         match Arc::clone(&limit).try_acquire_owned() {
             Ok(permit) => {
-                let shared = Arc::clone(&shared);
-                tokio::spawn(async move {
-                    serve(stream, shared).await;
+                let control = Arc::clone(&control);
+                tasks.spawn(async move {
+                    serve(stream, control).await;
                     drop(permit);
                 });
             }
             Err(_) => {
                 if let Ok(permit) = Arc::clone(&rejecting).try_acquire_owned() {
-                    let max = shared.config.pooler.max_client_connections;
-                    let packet_limit = shared.config.pooler.max_startup_packet_size;
+                    let pooler = &control.current().config.pooler;
+                    let (max, packet_limit) = (
+                        pooler.max_client_connections,
+                        pooler.max_startup_packet_size,
+                    );
                     tokio::spawn(async move {
                         reject(stream, max, packet_limit).await;
                         drop(permit);

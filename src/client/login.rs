@@ -11,6 +11,7 @@ use super::authenticate::{self, authenticate, AuthFail};
 use super::startup::{read_first, First, StartupFail};
 use crate::auth::jwt;
 use crate::cancel::Registration;
+use crate::config::ADMIN_DATABASE;
 use crate::error::{sqlstate, ClientError};
 use crate::net::Stream;
 use crate::pooler::{Database, Shared};
@@ -30,12 +31,21 @@ pub struct Login {
     pub peer: String,
 }
 
+/// What a successful handshake leads to.
+pub enum LoggedIn {
+    Pooled(Login),
+    /// The admin console (database `tenantpool`), as this user.
+    Admin {
+        user: String,
+    },
+}
+
 /// Runs the handshake. `Ok(None)`: the connection was a cancel request, or the
 /// client left; nothing more to do.
 pub async fn login(
     stream: &mut Stream,
     shared: &Arc<Shared>,
-) -> Result<Option<Login>, ClientError> {
+) -> Result<Option<LoggedIn>, ClientError> {
     let pooler = &shared.config.pooler;
     let startup = match read_first(
         stream,
@@ -64,6 +74,9 @@ pub async fn login(
         .get("database")
         .filter(|d| !d.is_empty())
         .unwrap_or(&shown_user);
+    if db_name == ADMIN_DATABASE {
+        return admin_login(stream, shared, &shown_user).await;
+    }
     let database = shared.database(db_name).cloned();
 
     let (user, tenant) = match database.as_ref().and_then(|d| d.tenant.as_ref()) {
@@ -198,13 +211,78 @@ pub async fn login(
 
     let peer = stream.peer();
     tracing::info!(user = %user, database = %db_name, tenant = tenant.as_ref().map(TenantId::as_str).unwrap_or(""), peer = %peer, outcome = "ok", "client login");
-    Ok(Some(Login {
+    Ok(Some(LoggedIn::Pooled(Login {
         database,
         user,
         tenant,
         expires_at,
         cancel,
         peer,
+    })))
+}
+
+/// The admin console: a `[[users]]` password, and the user listed in `admin_users`.
+async fn admin_login(
+    stream: &mut Stream,
+    shared: &Arc<Shared>,
+    user: &str,
+) -> Result<Option<LoggedIn>, ClientError> {
+    let pooler = &shared.config.pooler;
+    let outcome = authenticate(
+        stream,
+        pooler.auth_type,
+        shared.user(user),
+        user,
+        &shared.mock_key,
+        pooler.max_startup_packet_size,
+    )
+    .await;
+    match outcome {
+        Ok(()) => {}
+        Err(AuthFail::Gone) => return Ok(None),
+        Err(AuthFail::Refused(e)) => {
+            tracing::info!(user, database = ADMIN_DATABASE, outcome = "refused", reason = %e, "client login");
+            return Err(e);
+        }
+    }
+    // Checked after the password, so the console does not reveal who is an admin.
+    if !shared.is_admin(user) {
+        tracing::info!(
+            user,
+            database = ADMIN_DATABASE,
+            outcome = "refused",
+            reason = "not an admin user",
+            "client login"
+        );
+        return Err(ClientError::fatal(
+            sqlstate::INSUFFICIENT_PRIVILEGE,
+            format!(
+                "user \"{user}\" is not allowed to use the admin console (see pooler.admin_users)"
+            ),
+        ));
+    }
+    let mut out = BytesMut::with_capacity(256);
+    backend::authentication_ok(&mut out);
+    for (name, value) in [
+        (
+            "server_version",
+            concat!("15.0 (tenantpool ", env!("CARGO_PKG_VERSION"), ")"),
+        ),
+        ("server_encoding", "UTF8"),
+        ("client_encoding", "UTF8"),
+        ("DateStyle", "ISO, MDY"),
+        ("integer_datetimes", "on"),
+        ("standard_conforming_strings", "on"),
+        ("application_name", ""),
+    ] {
+        backend::parameter_status(&mut out, name, value);
+    }
+    backend::backend_key_data(&mut out, 0, rand::random());
+    backend::ready_for_query(&mut out, b'I');
+    stream.write_all(&out).await.map_err(|_| gone())?;
+    tracing::info!(user, database = ADMIN_DATABASE, peer = %stream.peer(), outcome = "ok", "client login");
+    Ok(Some(LoggedIn::Admin {
+        user: user.to_owned(),
     }))
 }
 

@@ -20,17 +20,26 @@ use tokio::io::AsyncWriteExt;
 
 use crate::error::{sqlstate, ClientError};
 use crate::net::Stream;
-use crate::pooler::Shared;
+use crate::pooler::Control;
+use login::LoggedIn;
 
 /// Serves one client connection from its first byte to its end.
-pub async fn serve(mut stream: Stream, shared: Arc<Shared>) {
+pub async fn serve(mut stream: Stream, control: Arc<Control>) {
+    let shared = control.current();
     let timeout = shared.config.pooler.client_login_timeout;
     let outcome = tokio::time::timeout(timeout, login::login(&mut stream, &shared)).await;
     match outcome {
-        Ok(Ok(Some(session))) => {
+        Ok(Ok(Some(LoggedIn::Pooled(login)))) => {
             // The greeting went out with write_all; TLS may still hold it as ciphertext.
             if stream.flush().await.is_ok() {
-                session::run(stream, session, &shared).await
+                drop(shared);
+                session::run(stream, login, &control).await
+            }
+        }
+        Ok(Ok(Some(LoggedIn::Admin { user }))) => {
+            if stream.flush().await.is_ok() {
+                drop(shared);
+                crate::admin::run(stream, control, user).await
             }
         }
         Ok(Ok(None)) => {}

@@ -14,7 +14,8 @@ use crate::config::PoolMode;
 use crate::error::{sqlstate, ClientError};
 use crate::net::Stream;
 use crate::pool::{reset, ServerConn};
-use crate::pooler::Shared;
+use crate::pooler::clients::{ClientState, NewClient};
+use crate::pooler::{Control, Phase};
 use crate::relay::{ClientHalf, Outcome, Relay, RelayError, ServerHalf, Tracker};
 use crate::tenant::ServerTenant;
 
@@ -24,21 +25,37 @@ enum Wake {
     /// Only in session mode: the held server sent something unasked (a notification).
     Server,
     Gone,
+    /// KILL, or a forced shutdown.
+    Killed,
+    /// A graceful shutdown started while the client was between transactions.
+    Draining,
 }
 
-pub async fn run(mut client: Stream, login: Login, shared: &Arc<Shared>) {
+pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
     let Login {
-        database,
+        mut database,
         tenant,
         cancel,
         expires_at: login_expiry,
-        ..
+        user,
+        peer,
     } = login;
-    let pool = &database.pool;
-    let policy = database.tenant.as_ref();
-    let set_tenant = policy.map(|p| p.set_message(tenant.as_ref()));
-    let affinity = policy.is_some_and(|p| p.affinity);
-    let max_message = shared.config.pooler.max_message_size;
+    let registered = control.clients.register(NewClient {
+        id: cancel.pid as u64,
+        database: database.name.clone(),
+        user,
+        tenant: tenant.as_ref().map(|t| t.as_str().to_owned()),
+        peer,
+        tls: client.is_tls(),
+    });
+    let entry = &registered.entry;
+    let client_id = entry.id;
+    let mut phase = control.watch_phase();
+    let mut set_tenant = database
+        .tenant
+        .as_ref()
+        .map(|p| p.set_message(tenant.as_ref()));
+    let max_message = control.current().config.pooler.max_message_size;
 
     let mut inbound = ClientHalf::default();
     let mut outbound = ServerHalf::default();
@@ -49,18 +66,36 @@ pub async fn run(mut client: Stream, login: Login, shared: &Arc<Shared>) {
         // 1. Wait until the client has a whole message header for us (or, in session
         //    mode, the held server has something to say).
         if !inbound.has_ready() {
+            let draining = async {
+                let _ = phase.wait_for(|p| *p != Phase::Running).await;
+            };
             let wake = match &held {
-                None => match client.readable().await {
-                    Ok(()) => Wake::Client,
-                    Err(_) => Wake::Gone,
+                None => tokio::select! {
+                    r = client.readable() => if r.is_ok() { Wake::Client } else { Wake::Gone },
+                    _ = entry.killed() => Wake::Killed,
+                    _ = draining => Wake::Draining,
                 },
                 Some(server) => tokio::select! {
                     r = client.readable() => if r.is_ok() { Wake::Client } else { Wake::Gone },
                     r = server.stream.readable() => if r.is_ok() { Wake::Server } else { Wake::Gone },
+                    _ = entry.killed() => Wake::Killed,
+                    _ = draining => Wake::Draining,
                 },
             };
             match wake {
                 Wake::Gone => break,
+                Wake::Killed => {
+                    send_error(&mut client, &terminated()).await;
+                    break;
+                }
+                Wake::Draining => {
+                    let error = ClientError::fatal(
+                        sqlstate::ADMIN_SHUTDOWN,
+                        "terminating connection: tenantpool is shutting down",
+                    );
+                    send_error(&mut client, &error).await;
+                    break;
+                }
                 Wake::Server => {}
                 Wake::Client => {
                     inbound.reserve();
@@ -71,6 +106,7 @@ pub async fn run(mut client: Stream, login: Login, shared: &Arc<Shared>) {
                         Ok(0) | Err(_) => break,
                         Ok(_) => {}
                     }
+                    let policy = database.tenant.as_ref();
                     if let Err(e) = inbound.scan(&mut tracker, policy, max_message) {
                         send_error(
                             &mut client,
@@ -89,8 +125,9 @@ pub async fn run(mut client: Stream, login: Login, shared: &Arc<Shared>) {
             }
         }
 
-        // 2. Get a server connection, unless the login token expired: a transaction
-        //    in progress may finish, the next one may not start.
+        // 2. At the start of a transaction: the login token must still be valid,
+        //    and the database still configured (a reload may have changed its rules,
+        //    or removed or re-pointed it: then the client is told to reconnect).
         if inbound.has_ready() {
             if let Some((exp, leeway)) = login_expiry {
                 if unix_now() >= exp.saturating_add(leeway) {
@@ -99,22 +136,55 @@ pub async fn run(mut client: Stream, login: Login, shared: &Arc<Shared>) {
                         "tenantpool: the login token has expired; reconnect with a fresh token",
                     );
                     send_error(&mut client, &error).await;
-                    return;
+                    break;
                 }
             }
         }
+        if held.is_none() {
+            match control.current().database(&database.name) {
+                Some(now) if Arc::ptr_eq(now, &database) => {}
+                Some(now) if Arc::ptr_eq(&now.pool, &database.pool) => {
+                    database = Arc::clone(now);
+                    set_tenant = database
+                        .tenant
+                        .as_ref()
+                        .map(|p| p.set_message(tenant.as_ref()));
+                }
+                _ => {
+                    let error = crate::pool::PoolError::Retired(database.name.clone()).to_client();
+                    send_error(&mut client, &error).await;
+                    break;
+                }
+            }
+        }
+        let pool = &database.pool;
+        let policy = database.tenant.as_ref();
+        let affinity = policy.is_some_and(|p| p.affinity);
+
+        // 3. Get a server connection.
         let server = match &mut held {
             Some(server) => server,
-            None => match pool.checkout(tenant.as_ref(), affinity).await {
-                Ok(server) => held.insert(server),
-                Err(e) => {
-                    send_error(&mut client, &e.to_client()).await;
-                    return;
+            None => {
+                entry.set_state(ClientState::Waiting, 0);
+                let checkout = tokio::select! {
+                    r = pool.checkout(tenant.as_ref(), affinity, client_id) => r,
+                    _ = entry.killed() => {
+                        send_error(&mut client, &terminated()).await;
+                        break;
+                    }
+                };
+                match checkout {
+                    Ok(server) => held.insert(server),
+                    Err(e) => {
+                        send_error(&mut client, &e.to_client()).await;
+                        break;
+                    }
                 }
-            },
+            }
         };
+        entry.set_state(ClientState::Active, server.id);
 
-        // 3. Make sure it holds this client's tenant, without a round trip of its own.
+        // 4. Make sure it holds this client's tenant, without a round trip of its own.
         let mut injected = false;
         // Only ahead of client messages: when the server woke us, its own message comes first.
         if let Some(set) = set_tenant.as_ref().filter(|_| inbound.has_ready()) {
@@ -140,9 +210,9 @@ pub async fn run(mut client: Stream, login: Login, shared: &Arc<Shared>) {
             }
         }
 
-        // 4. Relay until the transaction is over.
+        // 5. Relay until the transaction is over.
         cancel.slot.set(&pool.target, server.key);
-        let result = Relay {
+        let relay = Relay {
             client: &mut client,
             inbound: &mut inbound,
             server,
@@ -150,10 +220,20 @@ pub async fn run(mut client: Stream, login: Login, shared: &Arc<Shared>) {
             tracker: &mut tracker,
             policy,
             max_message,
-        }
-        .await;
+        };
+        let result = tokio::select! {
+            r = relay => Some(r),
+            _ = entry.killed() => None,
+        };
         cancel.slot.clear();
+        let Some(result) = result else {
+            // Killed mid-transaction: the server's state is whatever it is; the
+            // release below rolls it back or closes it.
+            send_error(&mut client, &terminated()).await;
+            break;
+        };
 
+        let server = held.as_mut().expect("held during relay");
         if injected && !outbound.swallowing && result.is_ok() {
             server.tenant = ServerTenant::Known(tenant.as_ref().map(|t| Arc::clone(t.as_arc())));
         }
@@ -173,6 +253,7 @@ pub async fn run(mut client: Stream, login: Login, shared: &Arc<Shared>) {
                         pool.checkin(server);
                     }
                     inbound.shrink_if_idle();
+                    entry.set_state(ClientState::Idle, 0);
                 }
             }
             Ok(Outcome::ClientGone) => break,
@@ -190,7 +271,7 @@ pub async fn run(mut client: Stream, login: Login, shared: &Arc<Shared>) {
 
     if let Some(server) = held.take() {
         release_after_client(
-            pool.clone(),
+            database.pool.clone(),
             server,
             &tracker,
             &inbound,
@@ -198,6 +279,14 @@ pub async fn run(mut client: Stream, login: Login, shared: &Arc<Shared>) {
             database.mode,
         );
     }
+}
+
+/// What a killed client is told (PostgreSQL's words for pg_terminate_backend).
+fn terminated() -> ClientError {
+    ClientError::fatal(
+        sqlstate::ADMIN_SHUTDOWN,
+        "terminating connection due to administrator command",
+    )
 }
 
 /// The client left while holding `server`. Give the server back if it is clean,

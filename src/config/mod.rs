@@ -98,6 +98,25 @@ pub struct PoolerConfig {
     /// Ask for a cleartext password (a JWT) over plain TCP from a non-loopback
     /// address. Default false: only over TLS, a Unix socket or loopback.
     pub allow_cleartext_over_network: bool,
+    /// Users (from `[[users]]`) allowed into the admin console (database `tenantpool`).
+    pub admin_users: Vec<String>,
+    /// On SIGTERM or SHUTDOWN, transactions in flight get this long to finish. Default 30s.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Log level (`error`, `warn`, `info`, `debug`, `trace`, or a tracing filter);
+    /// `RUST_LOG` overrides it. Default `info`.
+    pub log_level: String,
+    /// `text` (default) or `json` (one object per line).
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// `[pooler.tls]`: the certificate clients see.
@@ -158,6 +177,10 @@ impl Default for PoolerConfig {
             worker_threads: None,
             tls: None,
             allow_cleartext_over_network: false,
+            admin_users: Vec::new(),
+            shutdown_timeout: Duration::from_secs(30),
+            log_level: "info".into(),
+            log_format: LogFormat::Text,
         }
     }
 }

@@ -49,6 +49,17 @@ pub fn validate(config: &Config, file: &str) -> Result<(), ConfigError> {
         ));
     }
 
+    if p.log_level.trim().is_empty() {
+        return Err(invalid("pooler.log_level", "must not be empty".into()));
+    }
+    for (i, admin) in p.admin_users.iter().enumerate() {
+        if !config.users.iter().any(|u| &u.name == admin) {
+            return Err(invalid(
+                &format!("pooler.admin_users[{i}]"),
+                format!("\"{admin}\" is not one of the [[users]]"),
+            ));
+        }
+    }
     let mut names = HashSet::new();
     for (i, user) in config.users.iter().enumerate() {
         let key = format!("users[{i}]");

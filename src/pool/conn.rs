@@ -41,7 +41,8 @@ pub struct ServerConn {
 }
 
 impl ServerConn {
-    pub(super) fn new(logged_in: LoggedIn, id: u64, slot: Slot) -> Self {
+    pub(super) fn new(logged_in: LoggedIn, id: u64, mut slot: Slot) -> Self {
+        slot.server = Some(id);
         let mut buf = logged_in.leftover;
         buf.reserve(READ_BUFFER);
         let now = Instant::now();
@@ -73,6 +74,8 @@ impl ServerConn {
 #[derive(Debug)]
 pub(super) struct Slot {
     pool: Weak<Pool>,
+    /// The connection's id once it exists, so the pool forgets it on drop.
+    pub(super) server: Option<u64>,
 }
 
 impl Slot {
@@ -80,6 +83,7 @@ impl Slot {
     pub(super) fn reserved(pool: &Arc<Pool>) -> Self {
         Slot {
             pool: Arc::downgrade(pool),
+            server: None,
         }
     }
 }
@@ -87,7 +91,7 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         if let Some(pool) = self.pool.upgrade() {
-            pool.slot_released();
+            pool.slot_released(self.server);
         }
     }
 }

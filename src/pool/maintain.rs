@@ -9,7 +9,7 @@ use super::{Pool, Slot};
 
 /// How often the pool is looked over; bounded so short test timeouts work too.
 fn period(pool: &Pool) -> Duration {
-    let s = &pool.settings;
+    let s = pool.settings();
     (s.idle_timeout.min(s.lifetime) / 4).clamp(Duration::from_millis(50), Duration::from_secs(5))
 }
 
@@ -32,9 +32,12 @@ pub(super) fn spawn(pool: &Arc<Pool>) {
 impl Pool {
     async fn maintain(self: &Arc<Self>) {
         let now = Instant::now();
-        let s = &self.settings;
+        let s = self.settings();
         let closing: Vec<_> = {
             let mut st = self.lock();
+            if self.is_retired() {
+                return;
+            }
             let mut keep = Vec::with_capacity(st.idle.len());
             let mut closing = Vec::new();
             let mut open = st.open;
@@ -61,8 +64,9 @@ impl Pool {
         // Top up to min_pool_size, one connection per pass so a down server is not hammered.
         let reserve = {
             let mut st = self.lock();
-            if st.open < s.min_size {
+            if st.open < s.min_size && !self.is_paused() && !self.is_retired() {
                 st.open += 1;
+                st.opening += 1;
                 true
             } else {
                 false

@@ -12,17 +12,21 @@ pub mod conn;
 mod maintain;
 pub mod reset;
 mod simple_query;
+pub mod snapshot;
 pub mod stats;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use thiserror::Error;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
 pub use conn::ServerConn;
 use conn::Slot;
+pub use snapshot::{PoolSnapshot, ServerInfo, ServerState};
 pub use stats::PoolStats;
 
 use crate::config::PoolMode;
@@ -41,6 +45,10 @@ pub enum PoolError {
     },
     #[error("{0}")]
     Server(Arc<ServerError>),
+    #[error("database \"{0}\" was removed or re-pointed by a configuration reload")]
+    Retired(String),
+    #[error("database \"{0}\" was killed by an administrator")]
+    Killed(String),
 }
 
 impl PoolError {
@@ -52,12 +60,19 @@ impl PoolError {
             )
             .with_hint("raise pool_size or query_wait_timeout, or shorten transactions"),
             PoolError::Server(e) => e.to_client(),
+            PoolError::Retired(_) => {
+                ClientError::fatal(sqlstate::ADMIN_SHUTDOWN, format!("tenantpool: {self}"))
+                    .with_hint("reconnect")
+            }
+            PoolError::Killed(_) => {
+                ClientError::fatal(sqlstate::ADMIN_SHUTDOWN, format!("tenantpool: {self}"))
+            }
         }
     }
 }
 
-/// Sizing and timing of one pool.
-#[derive(Debug, Clone)]
+/// Sizing and timing of one pool; replaced as a whole on reload.
+#[derive(Debug, Clone, PartialEq)]
 pub struct PoolSettings {
     pub size: usize,
     pub min_size: usize,
@@ -86,19 +101,36 @@ struct State {
     idle: Vec<ServerConn>,
     /// Connections counted against `size`: idle, lent out, or being opened.
     open: usize,
-    /// Clients waiting for a connection, oldest first.
-    waiters: VecDeque<Waiter>,
+    /// Of `open`, those still connecting.
+    opening: usize,
+    /// Clients waiting for a connection, oldest first, with when they started.
+    waiters: VecDeque<(Instant, Waiter)>,
+    /// Every open connection, for admin views.
+    servers: HashMap<u64, ServerInfo>,
+}
+
+impl State {
+    /// Connections lent to clients.
+    fn active(&self) -> usize {
+        self.open - self.opening - self.idle.len()
+    }
 }
 
 pub struct Pool {
     /// The database name clients ask for.
     pub name: String,
-    pub settings: PoolSettings,
+    settings: ArcSwap<PoolSettings>,
     pub target: Arc<ServerTarget>,
     pub stats: PoolStats,
     state: Mutex<State>,
     /// ParameterStatus values of the newest server login, replayed to clients at startup.
     params: Mutex<Option<ServerParams>>,
+    /// PAUSE: checkouts queue, returned connections stay idle, until RESUME.
+    paused: AtomicBool,
+    /// Signalled on check-in while paused, for PAUSE to wait for active transactions.
+    drained: Notify,
+    /// Removed or re-pointed by a reload: no new checkouts, connections close as they return.
+    retired: AtomicBool,
 }
 
 impl Pool {
@@ -106,11 +138,14 @@ impl Pool {
     pub fn new(name: String, target: ServerTarget, settings: PoolSettings) -> Arc<Self> {
         let pool = Arc::new(Pool {
             name,
-            settings,
+            settings: ArcSwap::from_pointee(settings),
             target: Arc::new(target),
             stats: PoolStats::default(),
             state: Mutex::new(State::default()),
             params: Mutex::new(None),
+            paused: AtomicBool::new(false),
+            drained: Notify::new(),
+            retired: AtomicBool::new(false),
         });
         maintain::spawn(&pool);
         pool
@@ -122,27 +157,53 @@ impl Pool {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The current settings (one atomic load).
+    pub fn settings(&self) -> Arc<PoolSettings> {
+        self.settings.load_full()
+    }
+
+    /// Applies new settings from a reload. A smaller size takes effect as
+    /// connections return; a larger one serves waiting clients at once.
+    pub fn update_settings(self: &Arc<Self>, settings: PoolSettings) {
+        if **self.settings.load() != settings {
+            tracing::info!(pool = %self.name, size = settings.size, "pool settings changed");
+            self.settings.store(Arc::new(settings));
+            self.serve_waiters();
+        }
+    }
+
     /// Gets a server connection for a client of `tenant`, waiting at most
     /// `query_wait_timeout`. With `affinity`, an idle connection already set to
-    /// that tenant is preferred.
+    /// that tenant is preferred. `client` identifies the borrower in admin views.
     pub async fn checkout(
         self: &Arc<Self>,
         tenant: Option<&TenantId>,
         affinity: bool,
+        client: u64,
     ) -> Result<ServerConn, PoolError> {
-        let deadline = Instant::now() + self.settings.query_wait_timeout;
+        let settings = self.settings();
+        let deadline = Instant::now() + settings.query_wait_timeout;
         loop {
             // Decide under the lock, act after it (it must not be held across an await).
             let next = {
                 let mut st = self.lock();
-                if let Some(conn) = take_idle(&mut st.idle, tenant, affinity) {
+                if self.retired.load(Ordering::Acquire) {
+                    return Err(PoolError::Retired(self.name.clone()));
+                }
+                let paused = self.paused.load(Ordering::Acquire);
+                if let Some(conn) = take_idle(&mut st.idle, tenant, affinity).filter(|_| !paused) {
+                    mark_lent(&mut st, &conn, client);
                     Next::Idle(conn)
-                } else if st.open < self.settings.size {
+                } else if !paused && st.open < settings.size {
                     st.open += 1;
+                    st.opening += 1;
                     Next::Open
                 } else {
+                    if st.waiters.is_empty() && !paused {
+                        tracing::info!(pool = %self.name, size = settings.size, "pool exhausted: clients are waiting for a server connection");
+                    }
                     let (tx, rx) = oneshot::channel();
-                    st.waiters.push_back(tx);
+                    st.waiters.push_back((Instant::now(), tx));
                     Next::Wait(rx)
                 }
             };
@@ -155,8 +216,16 @@ impl Pool {
                         continue;
                     }
                 }
-                Next::Open => self.open(Slot::reserved(self)).await,
-                Next::Wait(rx) => self.wait(rx, deadline).await,
+                Next::Open => {
+                    let conn = self.open(Slot::reserved(self)).await?;
+                    mark_lent(&mut self.lock(), &conn, client);
+                    Ok(conn)
+                }
+                Next::Wait(rx) => {
+                    let conn = self.wait(rx, deadline, &settings).await?;
+                    mark_lent(&mut self.lock(), &conn, client);
+                    Ok(conn)
+                }
             };
         }
     }
@@ -165,6 +234,7 @@ impl Pool {
         &self,
         mut rx: oneshot::Receiver<Result<ServerConn, PoolError>>,
         deadline: Instant,
+        settings: &PoolSettings,
     ) -> Result<ServerConn, PoolError> {
         self.stats.waiting_inc();
         let result = tokio::time::timeout_at(deadline.into(), &mut rx).await;
@@ -172,7 +242,7 @@ impl Pool {
         match result {
             Ok(Ok(result)) => result,
             // The pool dropped our sender without answering: only when the pool itself is going away.
-            Ok(Err(_)) => Err(self.timeout_error()),
+            Ok(Err(_)) => Err(PoolError::Retired(self.name.clone())),
             Err(_) => {
                 // A connection may have been sent between the timeout and now; give it back.
                 rx.close();
@@ -181,36 +251,54 @@ impl Pool {
                 }
                 self.stats.wait_timeouts.inc();
                 tracing::warn!(pool = %self.name, "client waited query_wait_timeout for a server connection");
-                Err(self.timeout_error())
+                Err(PoolError::WaitTimeout {
+                    pool: self.name.clone(),
+                    size: settings.size,
+                    waited: settings.query_wait_timeout,
+                })
             }
         }
     }
 
-    fn timeout_error(&self) -> PoolError {
-        PoolError::WaitTimeout {
-            pool: self.name.clone(),
-            size: self.settings.size,
-            waited: self.settings.query_wait_timeout,
-        }
-    }
-
-    /// Opens a new connection into a slot already reserved.
-    async fn open(self: &Arc<Self>, slot: Slot) -> Result<ServerConn, PoolError> {
+    /// Opens a new connection into a slot already reserved (counted in `open` and `opening`).
+    async fn open(self: &Arc<Self>, mut slot: Slot) -> Result<ServerConn, PoolError> {
         let started = Instant::now();
-        match self.target.connect().await {
+        let id = crate::pool::stats::next_server_id();
+        let result = self.target.connect().await;
+        let opened = match result {
             Ok(logged_in) => {
                 *self.params.lock().unwrap_or_else(|e| e.into_inner()) =
                     Some(Arc::new(logged_in.params.clone()));
-                self.stats.server_connects.inc();
-                let id = crate::pool::stats::next_server_id();
                 let mut conn = ServerConn::new(logged_in, id, slot);
-                if self.settings.identify_backend {
-                    conn.identity = Some(self.identify(&mut conn).await?);
+                if self.settings().identify_backend {
+                    match self.identify(&mut conn).await {
+                        Ok(identity) => conn.identity = Some(identity),
+                        Err(e) => {
+                            self.lock().opening -= 1;
+                            return Err(e);
+                        }
+                    }
                 }
+                Ok(conn)
+            }
+            Err(e) => {
+                slot.server = None;
+                Err(e)
+            }
+        };
+        let mut st = self.lock();
+        st.opening -= 1;
+        match opened {
+            Ok(conn) => {
+                st.servers.insert(conn.id, ServerInfo::new(&conn));
+                drop(st);
+                self.stats.server_connects.inc();
+                self.stats.connect_time.record(started.elapsed());
                 tracing::debug!(pool = %self.name, server = id, elapsed = ?started.elapsed(), "opened server connection");
                 Ok(conn)
             }
             Err(e) => {
+                drop(st);
                 self.stats.server_connect_errors.inc();
                 tracing::warn!(pool = %self.name, error = %e, "server connection failed");
                 Err(PoolError::Server(Arc::new(e)))
@@ -242,36 +330,87 @@ impl Pool {
     /// Returns a clean, idle connection: to the longest waiter, or to the idle list.
     pub fn checkin(&self, mut conn: ServerConn) {
         let now = Instant::now();
-        if now.duration_since(conn.created) >= self.settings.lifetime {
-            tracing::debug!(pool = %self.name, server = conn.id, "closing server connection past server_lifetime");
+        let settings = self.settings.load();
+        let mut st = self.lock();
+        let expired = now.duration_since(conn.created) >= settings.lifetime;
+        if expired || self.retired.load(Ordering::Acquire) || st.open > settings.size {
+            drop(st);
+            tracing::debug!(pool = %self.name, server = conn.id, "closing returned server connection (lifetime, resize or reload)");
             return; // dropping it frees the slot, which serves any waiter
         }
         conn.last_used = now;
-        let mut st = self.lock();
-        while let Some(waiter) = st.waiters.pop_front() {
-            match waiter.send(Ok(conn)) {
-                Ok(()) => return,
-                Err(Ok(back)) => conn = back, // that waiter gave up; try the next
-                Err(Err(_)) => unreachable!("we sent Ok"),
+        if let Some(info) = st.servers.get_mut(&conn.id) {
+            info.returned(&conn);
+        }
+        if !self.paused.load(Ordering::Acquire) {
+            while let Some((_, waiter)) = st.waiters.pop_front() {
+                match waiter.send(Ok(conn)) {
+                    Ok(()) => return,
+                    Err(Ok(back)) => conn = back, // that waiter gave up; try the next
+                    Err(Err(_)) => unreachable!("we sent Ok"),
+                }
             }
         }
         st.idle.push(conn);
+        if self.paused.load(Ordering::Acquire) && st.active() == 0 {
+            self.drained.notify_waiters();
+        }
     }
 
     /// Called when a connection (or a reservation) goes away.
-    fn slot_released(self: &Arc<Self>) {
-        let mut st = self.lock();
-        st.open -= 1;
-        // Waiters exist only while the pool was full; now there is room, open one for them.
-        if st.waiters.iter().any(|w| !w.is_closed()) && st.open < self.settings.size {
-            st.open += 1;
-            drop(st);
-            let pool = Arc::clone(self);
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move { pool.open_for_waiter().await });
-            } else {
-                pool.lock().open -= 1;
+    fn slot_released(self: &Arc<Self>, server: Option<u64>) {
+        {
+            let mut st = self.lock();
+            st.open -= 1;
+            if let Some(id) = server {
+                st.servers.remove(&id);
             }
+            if self.paused.load(Ordering::Acquire) && st.active() == 0 {
+                self.drained.notify_waiters();
+            }
+        }
+        self.serve_waiters();
+    }
+
+    /// Gives idle connections to waiting clients and opens new ones for the rest,
+    /// as far as the pool size allows (after a resize, RESUME or a closed connection).
+    fn serve_waiters(self: &Arc<Self>) {
+        if self.paused.load(Ordering::Acquire) || self.retired.load(Ordering::Acquire) {
+            return;
+        }
+        let size = self.settings.load().size;
+        let mut to_open = 0;
+        {
+            let mut st = self.lock();
+            st.waiters.retain(|(_, w)| !w.is_closed());
+            while !st.waiters.is_empty() {
+                if let Some(conn) = st.idle.pop() {
+                    let (_, waiter) = st.waiters.pop_front().expect("not empty");
+                    if let Err(Ok(conn)) = waiter.send(Ok(conn)) {
+                        st.idle.push(conn);
+                    }
+                } else {
+                    break;
+                }
+            }
+            while st.waiters.len() > to_open && st.open < size {
+                st.open += 1;
+                st.opening += 1;
+                to_open += 1;
+            }
+        }
+        if to_open == 0 {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            let mut st = self.lock();
+            st.open -= to_open;
+            st.opening -= to_open;
+            return;
+        };
+        for _ in 0..to_open {
+            let pool = Arc::clone(self);
+            rt.spawn(async move { pool.open_for_waiter().await });
         }
     }
 
@@ -282,7 +421,7 @@ impl Pool {
             Err(e) => {
                 // Tell the longest waiter now rather than letting it wait out its timeout.
                 let mut st = self.lock();
-                while let Some(w) = st.waiters.pop_front() {
+                while let Some((_, w)) = st.waiters.pop_front() {
                     if w.send(Err(e.clone())).is_ok() {
                         break;
                     }
@@ -293,7 +432,7 @@ impl Pool {
 
     /// ParameterStatus values to replay to a new client, logging in to the server
     /// first if this pool has never done so.
-    pub async fn server_params(self: &Arc<Self>) -> Result<Arc<Vec<(String, String)>>, PoolError> {
+    pub async fn server_params(self: &Arc<Self>) -> Result<ServerParams, PoolError> {
         if let Some(p) = self
             .params
             .lock()
@@ -302,7 +441,7 @@ impl Pool {
         {
             return Ok(p);
         }
-        let conn = self.checkout(None, false).await?;
+        let conn = self.checkout(None, false, 0).await?;
         self.checkin(conn);
         Ok(self
             .params
@@ -312,11 +451,112 @@ impl Pool {
             .unwrap_or_default())
     }
 
+    /// PAUSE: stop lending connections and wait until every lent one is back.
+    pub async fn pause(&self) {
+        self.paused.store(true, Ordering::Release);
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if self.lock().active() == 0 {
+                return;
+            }
+            drained.await;
+        }
+    }
+
+    /// RESUME after PAUSE or KILL.
+    pub fn resume(self: &Arc<Self>) {
+        self.paused.store(false, Ordering::Release);
+        self.serve_waiters();
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    /// KILL: pause, fail every waiting client, close idle connections. Lent
+    /// connections close as their clients (killed by the caller) drop them.
+    pub fn kill(&self) {
+        self.paused.store(true, Ordering::Release);
+        let (idle, waiters) = {
+            let mut st = self.lock();
+            (
+                std::mem::take(&mut st.idle),
+                std::mem::take(&mut st.waiters),
+            )
+        };
+        for (_, w) in waiters {
+            let _ = w.send(Err(PoolError::Killed(self.name.clone())));
+        }
+        drop(idle);
+    }
+
+    /// After a reload removed or re-pointed this database: refuse new checkouts,
+    /// fail waiters, close idle connections; lent ones close when returned.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        let (idle, waiters) = {
+            let mut st = self.lock();
+            (
+                std::mem::take(&mut st.idle),
+                std::mem::take(&mut st.waiters),
+            )
+        };
+        for (_, w) in waiters {
+            let _ = w.send(Err(PoolError::Retired(self.name.clone())));
+        }
+        drop(idle);
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
     /// Counts for admin views and tests: (open, idle, waiting).
     pub fn counts(&self) -> (usize, usize, usize) {
         let st = self.lock();
-        let waiting = st.waiters.iter().filter(|w| !w.is_closed()).count();
+        let waiting = st.waiters.iter().filter(|(_, w)| !w.is_closed()).count();
         (st.open, st.idle.len(), waiting)
+    }
+
+    /// Everything admin views and metrics show about this pool, taken at once.
+    pub fn snapshot(&self) -> PoolSnapshot {
+        let settings = self.settings();
+        let st = self.lock();
+        let now = Instant::now();
+        let live_waiters = st.waiters.iter().filter(|(_, w)| !w.is_closed());
+        let max_wait = live_waiters
+            .clone()
+            .map(|(since, _)| now.duration_since(*since))
+            .max()
+            .unwrap_or_default();
+        let mut servers: Vec<ServerInfo> = st.servers.values().cloned().collect();
+        servers.sort_by_key(|s| s.id);
+        PoolSnapshot {
+            name: self.name.clone(),
+            user: self.target.user.clone(),
+            mode: settings.mode,
+            size: settings.size,
+            min_size: settings.min_size,
+            open: st.open,
+            opening: st.opening,
+            idle: st.idle.len(),
+            active: st.active(),
+            waiting: live_waiters.count(),
+            max_wait,
+            paused: self.is_paused(),
+            retired: self.is_retired(),
+            servers,
+            taken_at: SystemTime::now(),
+        }
+    }
+}
+
+/// Records that `conn` is lent to `client`.
+fn mark_lent(st: &mut State, conn: &ServerConn, client: u64) {
+    if let Some(info) = st.servers.get_mut(&conn.id) {
+        info.lent(client);
     }
 }
 

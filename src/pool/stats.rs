@@ -30,6 +30,8 @@ pub struct PoolStats {
     /// Server logins that succeeded / failed.
     pub server_connects: Counter,
     pub server_connect_errors: Counter,
+    /// Time to connect and log in to the server.
+    pub connect_time: DurationStat,
     /// Clients currently queued for a connection.
     waiting: AtomicU64,
 }
@@ -45,6 +47,33 @@ impl PoolStats {
 
     pub fn waiting(&self) -> u64 {
         self.waiting.load(Ordering::Relaxed)
+    }
+}
+
+/// Count, sum and maximum of durations, in microseconds.
+#[derive(Debug, Default)]
+pub struct DurationStat {
+    count: AtomicU64,
+    total_us: AtomicU64,
+    max_us: AtomicU64,
+}
+
+impl DurationStat {
+    #[inline]
+    pub fn record(&self, d: std::time::Duration) {
+        let us = d.as_micros().min(u128::from(u64::MAX)) as u64;
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.total_us.fetch_add(us, Ordering::Relaxed);
+        self.max_us.fetch_max(us, Ordering::Relaxed);
+    }
+
+    /// (count, total µs, max µs).
+    pub fn get(&self) -> (u64, u64, u64) {
+        (
+            self.count.load(Ordering::Relaxed),
+            self.total_us.load(Ordering::Relaxed),
+            self.max_us.load(Ordering::Relaxed),
+        )
     }
 }
 

@@ -56,6 +56,11 @@ impl ClientTls {
         self.required
     }
 
+    /// The certificate and key files it reads.
+    pub fn paths(&self) -> (&std::path::Path, &std::path::Path) {
+        (&self.cert_file, &self.key_file)
+    }
+
     /// An acceptor for the certificate loaded now.
     pub fn acceptor(&self) -> TlsAcceptor {
         TlsAcceptor::from(Arc::clone(&self.read().config))

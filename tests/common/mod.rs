@@ -13,7 +13,7 @@ use tenantpool::config::{
 };
 use tenantpool::pgcluster::{ClusterOptions, TempCluster};
 use tenantpool::pool::Pool;
-use tenantpool::pooler::Shared;
+use tenantpool::pooler::Control;
 use tenantpool::Pooler;
 use tokio::sync::oneshot;
 use tokio_postgres::{Client, NoTls};
@@ -24,7 +24,7 @@ pub const PASSWORD: &str = "app-secret";
 pub struct Harness {
     pub cluster: Arc<TempCluster>,
     pub addr: SocketAddr,
-    pub shared: Arc<Shared>,
+    pub control: Arc<Control>,
     pub unix_socket: Option<PathBuf>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -95,7 +95,7 @@ impl Harness {
         tenantpool::config::validate(&config, "<test>").expect("valid test config");
         let pooler = Pooler::bind(config).await.expect("bind pooler");
         let addr = pooler.local_addr();
-        let shared = Arc::clone(pooler.shared());
+        let control = Arc::clone(pooler.control());
         let unix_socket = pooler.unix_socket_path().cloned();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(pooler.run(async {
@@ -104,7 +104,7 @@ impl Harness {
         Harness {
             cluster: Arc::new(cluster),
             addr,
-            shared,
+            control,
             unix_socket,
             shutdown: Some(tx),
             task: Some(task),
@@ -115,8 +115,15 @@ impl Harness {
         self.addr.port()
     }
 
-    pub fn pool(&self, db: &str) -> &Arc<Pool> {
-        &self.shared.database(db).expect("configured database").pool
+    pub fn pool(&self, db: &str) -> Arc<Pool> {
+        Arc::clone(
+            &self
+                .control
+                .current()
+                .database(db)
+                .expect("configured database")
+                .pool,
+        )
     }
 
     pub fn config(&self, user: &str, password: &str, db: &str) -> tokio_postgres::Config {
