@@ -44,7 +44,35 @@ pub struct Config {
     /// Databases clients may ask for, by the name they ask for.
     #[serde(default)]
     pub databases: BTreeMap<String, DatabaseConfig>,
+    /// The Prometheus endpoint; absent (the default): no endpoint, and nothing is
+    /// recorded beyond the counters the admin console shows.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
 }
+
+/// `[metrics]`: the HTTP endpoint serving `/metrics`, `/healthz` and `/readyz`.
+/// Read at start only: a reload that changes it is logged and needs a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the HTTP endpoint. Default `127.0.0.1:9930` (loopback only).
+    pub listen: String,
+    /// Per-tenant series for the N most active tenants of each pool, plus
+    /// `tenant="other"`; so at most N+1 tenant label values per pool. Default 0: off.
+    pub top_tenants: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: "127.0.0.1:9930".into(),
+            top_tenants: 0,
+        }
+    }
+}
+
+/// Most tenants `[metrics] top_tenants` may ask for (label cardinality).
+pub const MAX_TOP_TENANTS: usize = 100;
 
 /// How clients prove who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

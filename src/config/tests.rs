@@ -99,3 +99,21 @@ fn docker_config_file_is_valid() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/docker/tenantpool.toml");
     Config::load(&path).unwrap();
 }
+
+#[test]
+fn metrics_table_is_optional_with_loopback_default() {
+    assert!(Config::from_toml(EXAMPLE, "t.toml")
+        .unwrap()
+        .metrics
+        .is_none());
+    let c = Config::from_toml(&format!("{EXAMPLE}\n[metrics]\n"), "t.toml").unwrap();
+    let m = c.metrics.unwrap();
+    assert_eq!(m.listen, "127.0.0.1:9930");
+    assert_eq!(m.top_tenants, 0);
+    let e = err(&format!("{EXAMPLE}\n[metrics]\nlisten = \"nowhere\"\n"));
+    assert!(e.contains("metrics.listen"), "{e}");
+    let e = err(&format!("{EXAMPLE}\n[metrics]\ntop_tenants = 1000\n"));
+    assert!(e.contains("metrics.top_tenants"), "{e}");
+    let e = err(&format!("{EXAMPLE}\n[metrics]\nport = 1\n"));
+    assert!(e.contains("unknown field"), "{e}");
+}

@@ -49,6 +49,21 @@ pub fn validate(config: &Config, file: &str) -> Result<(), ConfigError> {
         ));
     }
 
+    if let Some(m) = &config.metrics {
+        m.listen.parse::<SocketAddr>().map_err(|e| {
+            invalid(
+                "metrics.listen",
+                format!("{e}: expected an IP address and port, e.g. \"127.0.0.1:9930\""),
+            )
+        })?;
+        if m.top_tenants > super::MAX_TOP_TENANTS {
+            return Err(invalid(
+                "metrics.top_tenants",
+                format!("must be at most {}", super::MAX_TOP_TENANTS),
+            ));
+        }
+    }
+
     if p.log_level.trim().is_empty() {
         return Err(invalid("pooler.log_level", "must not be empty".into()));
     }

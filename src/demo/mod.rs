@@ -21,6 +21,7 @@ pub fn config(cluster: &TempCluster, listen: &str) -> Config {
             password: DEMO_PASSWORD.into(),
         }],
         databases: Default::default(),
+        metrics: None,
     };
     config.pooler.listen = listen.into();
     config.pooler.query_wait_timeout = Duration::from_secs(30);

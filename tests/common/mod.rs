@@ -42,6 +42,7 @@ pub fn base_config(cluster: &TempCluster) -> Config {
             password: PASSWORD.into(),
         }],
         databases: Default::default(),
+        metrics: None,
     };
     config.pooler.listen = "127.0.0.1:0".into();
     config.pooler.query_wait_timeout = Duration::from_secs(30);
