@@ -14,6 +14,7 @@
 //! - [`tenant`]: tenant ids, the setting, and what may change it;
 //! - [`auth`]: SCRAM-SHA-256 and md5 verification of clients;
 //! - [`config`]: the TOML schema; [`pooler`]: the running whole;
+//! - [`metrics`]: the Prometheus endpoint (`/metrics`, `/healthz`, `/readyz`);
 //! - [`tls`]: TLS towards clients (certificate reload) and towards servers (`sslmode`);
 //! - [`cancel`]: cancel keys; [`pgcluster`]: a throwaway PostgreSQL for the demo and tests.
 
@@ -24,6 +25,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod metrics;
 pub mod net;
 pub mod pgcluster;
 pub mod pool;

@@ -77,6 +77,7 @@ pub async fn login(
     if db_name == ADMIN_DATABASE {
         return admin_login(stream, shared, &shown_user).await;
     }
+    let mut counted = crate::metrics::LoginGuard::new(shared, db_name); // metrics hook
     let database = shared.database(db_name).cloned();
 
     let (user, tenant) = match database.as_ref().and_then(|d| d.tenant.as_ref()) {
@@ -176,8 +177,12 @@ pub async fn login(
     };
     match outcome {
         Ok(()) => {}
-        Err(AuthFail::Gone) => return Ok(None),
+        Err(AuthFail::Gone) => {
+            counted.client_left(); // metrics hook
+            return Ok(None);
+        }
         Err(AuthFail::Refused(e)) => {
+            counted.auth_failed(jwt.is_some(), &e); // metrics hook
             tracing::info!(user = %shown_user, database = %db_name, outcome = "refused", reason = %e, "client login");
             return Err(e);
         }
@@ -211,6 +216,7 @@ pub async fn login(
 
     let peer = stream.peer();
     tracing::info!(user = %user, database = %db_name, tenant = tenant.as_ref().map(TenantId::as_str).unwrap_or(""), peer = %peer, outcome = "ok", "client login");
+    counted.set(crate::metrics::LoginOutcome::Ok); // metrics hook
     Ok(Some(LoggedIn::Pooled(Login {
         database,
         user,
@@ -228,6 +234,7 @@ async fn admin_login(
     user: &str,
 ) -> Result<Option<LoggedIn>, ClientError> {
     let pooler = &shared.config.pooler;
+    let mut counted = crate::metrics::LoginGuard::new(shared, ADMIN_DATABASE); // metrics hook
     let outcome = authenticate(
         stream,
         pooler.auth_type,
@@ -239,8 +246,12 @@ async fn admin_login(
     .await;
     match outcome {
         Ok(()) => {}
-        Err(AuthFail::Gone) => return Ok(None),
+        Err(AuthFail::Gone) => {
+            counted.client_left(); // metrics hook
+            return Ok(None);
+        }
         Err(AuthFail::Refused(e)) => {
+            counted.auth_failed(false, &e); // metrics hook
             tracing::info!(user, database = ADMIN_DATABASE, outcome = "refused", reason = %e, "client login");
             return Err(e);
         }
@@ -281,6 +292,7 @@ async fn admin_login(
     backend::ready_for_query(&mut out, b'I');
     stream.write_all(&out).await.map_err(|_| gone())?;
     tracing::info!(user, database = ADMIN_DATABASE, peer = %stream.peer(), outcome = "ok", "client login");
+    counted.set(crate::metrics::LoginOutcome::Ok); // metrics hook
     Ok(Some(LoggedIn::Admin {
         user: user.to_owned(),
     }))

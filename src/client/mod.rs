@@ -56,6 +56,7 @@ pub async fn serve(mut stream: Stream, control: Arc<Control>) {
 
 /// Best effort: the client may already be gone.
 pub(crate) async fn send_error(stream: &mut Stream, error: &ClientError) {
+    crate::metrics::errors::count(error.code); // metrics hook
     let mut buf = BytesMut::with_capacity(128);
     error.encode(&mut buf);
     let _ = stream.write_all(&buf).await;

@@ -5,6 +5,7 @@
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio_util::io::poll_read_buf;
 
@@ -166,6 +167,7 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
             Some(server) => server,
             None => {
                 entry.set_state(ClientState::Waiting, 0);
+                let wait_started = Instant::now(); // metrics hook
                 let checkout = tokio::select! {
                     r = pool.checkout(tenant.as_ref(), affinity, client_id) => r,
                     _ = entry.killed() => {
@@ -174,7 +176,10 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
                     }
                 };
                 match checkout {
-                    Ok(server) => held.insert(server),
+                    Ok(server) => {
+                        crate::metrics::pool::waited(pool, wait_started); // metrics hook
+                        held.insert(server)
+                    }
                     Err(e) => {
                         send_error(&mut client, &e.to_client()).await;
                         break;
@@ -212,6 +217,7 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
 
         // 5. Relay until the transaction is over.
         cancel.slot.set(&pool.target, server.key);
+        let relay_started = Instant::now(); // metrics hook
         let relay = Relay {
             client: &mut client,
             inbound: &mut inbound,
@@ -247,6 +253,7 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
         match result {
             Ok(Outcome::Idle) => {
                 pool.stats.transactions.inc();
+                crate::metrics::pool::transaction(pool, relay_started, tenant.as_ref()); // metrics hook
                 tracker.reset();
                 if database.mode == PoolMode::Transaction {
                     if let Some(server) = held.take() {

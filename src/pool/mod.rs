@@ -17,7 +17,7 @@ pub mod stats;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -131,6 +131,8 @@ pub struct Pool {
     drained: Notify,
     /// Removed or re-pointed by a reload: no new checkouts, connections close as they return.
     retired: AtomicBool,
+    /// Prometheus handles, when `[metrics]` is configured (set once, right after creation).
+    pub metrics: OnceLock<crate::metrics::PoolMetrics>,
 }
 
 impl Pool {
@@ -146,6 +148,7 @@ impl Pool {
             paused: AtomicBool::new(false),
             drained: Notify::new(),
             retired: AtomicBool::new(false),
+            metrics: OnceLock::new(),
         });
         maintain::spawn(&pool);
         pool
@@ -294,12 +297,14 @@ impl Pool {
                 drop(st);
                 self.stats.server_connects.inc();
                 self.stats.connect_time.record(started.elapsed());
+                crate::metrics::pool::connected(self, started.elapsed()); // metrics hook
                 tracing::debug!(pool = %self.name, server = id, elapsed = ?started.elapsed(), "opened server connection");
                 Ok(conn)
             }
             Err(e) => {
                 drop(st);
                 self.stats.server_connect_errors.inc();
+                crate::metrics::pool::connect_failed(self); // metrics hook
                 tracing::warn!(pool = %self.name, error = %e, "server connection failed");
                 Err(PoolError::Server(Arc::new(e)))
             }

@@ -117,6 +117,12 @@ impl Pooler {
             .tls
             .as_ref()
             .map(|tls| tokio::spawn(Arc::clone(tls).watch()));
+        // The metrics endpoint, until this function returns (it also answers while draining).
+        let _metrics = shared.metrics.as_ref().map(|m| {
+            tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+                Arc::clone(m).serve(Arc::clone(&control)),
+            ))
+        });
         drop(shared);
         let tasks = TaskTracker::new();
         let mut phase = control.watch_phase();

@@ -10,6 +10,7 @@ use crate::auth::jwt::JwtVerifier;
 use crate::auth::Secret;
 use crate::cancel::CancelRegistry;
 use crate::config::{Config, DatabaseConfig, PoolMode, TenantSource};
+use crate::metrics::Metrics;
 use crate::pool::{Pool, PoolSettings};
 use crate::server::ServerTarget;
 use crate::tenant::TenantPolicy;
@@ -38,6 +39,9 @@ pub struct Shared {
     pub mock_key: [u8; 32],
     /// The certificate clients see, when `[pooler.tls]` is configured.
     pub tls: Option<Arc<ClientTls>>,
+    /// The Prometheus endpoint and recorder, when `[metrics]` is configured.
+    /// Made at start and kept by every later generation.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl Shared {
@@ -86,6 +90,21 @@ impl Shared {
                 })?))
             }
         };
+        let metrics = match previous {
+            Some(old) => {
+                if config.metrics != old.config.metrics {
+                    tracing::warn!("[metrics] takes effect only after a restart");
+                }
+                old.metrics.clone()
+            }
+            None => match &config.metrics {
+                Some(m) => Some(Metrics::new(m).map_err(|source| StartError::Listen {
+                    addr: m.listen.clone(),
+                    source,
+                })?),
+                None => None,
+            },
+        };
         let mut databases = HashMap::new();
         for (name, db) in &config.databases {
             let settings = PoolSettings {
@@ -121,6 +140,9 @@ impl Shared {
                     Pool::new(name.clone(), target, settings)
                 }
             };
+            if let Some(m) = &metrics {
+                m.attach(&pool);
+            }
             let tenant = db
                 .tenant
                 .as_ref()
@@ -154,6 +176,7 @@ impl Shared {
             cancel: previous.map_or_else(Default::default, |s| Arc::clone(&s.cancel)),
             mock_key: previous.map_or_else(rand::random, |s| s.mock_key),
             tls,
+            metrics,
         })
     }
 }
