@@ -11,6 +11,6 @@ RUN useradd --system --uid 10001 tenantpool
 COPY --from=build /src/target/release/tenantpool /usr/local/bin/tenantpool
 COPY config/docker/tenantpool.toml /etc/tenantpool/tenantpool.toml
 USER tenantpool
-EXPOSE 6432
+EXPOSE 6432 9930
 ENTRYPOINT ["/usr/local/bin/tenantpool"]
 CMD ["--config", "/etc/tenantpool/tenantpool.toml"]
