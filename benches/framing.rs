@@ -66,12 +66,14 @@ fn bench_relay_framing(c: &mut Criterion) {
         let mut tracker = Tracker::default();
         b.iter(|| {
             inbound.buf.extend_from_slice(&request);
-            inbound.scan(&mut tracker, Some(&policy), 1 << 20).unwrap();
+            inbound
+                .scan(&mut tracker, Some(&policy), 1 << 20, None)
+                .unwrap();
             let mut sink = Vec::new();
             futures_write(&mut inbound, &mut sink);
             server_buf.extend_from_slice(&answer);
             outbound
-                .scan(&mut server_buf, &mut tracker, None, 1 << 20)
+                .scan(&mut server_buf, &mut tracker, None, 1 << 20, None)
                 .unwrap();
             let n = outbound.ready_bytes(&server_buf).len();
             outbound.consumed(&mut server_buf, n);
@@ -88,7 +90,9 @@ fn bench_relay_framing(c: &mut Criterion) {
         b.iter(|| {
             for chunk in big.chunks(64 * 1024) {
                 buf.extend_from_slice(chunk);
-                outbound.scan(&mut buf, &mut tracker, None, 4096).unwrap();
+                outbound
+                    .scan(&mut buf, &mut tracker, None, 4096, None)
+                    .unwrap();
                 let n = outbound.ready_bytes(&buf).len();
                 outbound.consumed(&mut buf, n);
             }

@@ -17,6 +17,7 @@ pub mod sqlstate {
     pub const INVALID_AUTHORIZATION_SPECIFICATION: &str = "28000";
     pub const INVALID_PASSWORD: &str = "28P01";
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+    pub const DUPLICATE_PREPARED_STATEMENT: &str = "42P05";
     pub const INVALID_CATALOG_NAME: &str = "3D000";
     pub const TOO_MANY_CONNECTIONS: &str = "53300";
     pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";

@@ -8,9 +8,8 @@
 //! and packages are installed by `.ci/run`; a missing one fails its test with
 //! the command that installs it (a silent skip would hide a broken CI).
 //!
-//! Session mode passes today. Transaction mode needs named prepared
-//! statements across server connections (issue 5); those tests are ignored
-//! until that lands: `cargo test --test driver_matrix -- --ignored`.
+//! Both session and transaction mode run; transaction mode is what proves
+//! named prepared statements survive server connection changes (issue 5).
 
 mod common;
 
@@ -315,8 +314,9 @@ async fn jdbc_session_mode() {
     matrix(Driver::Jdbc, PoolMode::Session).await;
 }
 
-// Transaction mode: the acceptance tests of issue 5. Before it, through a
-// pool of 3 with 4 workers, they fail only on prepared statements:
+// Transaction mode: the acceptance tests of issue 5. Before statement
+// tracking, through a pool of 3 with 4 workers, they failed only on prepared
+// statements:
 // - psycopg, pgjdbc: every scenario, `prepared statement "_pg3_0"` / `"S_1"
 //   already exists` (42P05): generated names collide across clients;
 // - node-postgres: every scenario, `"main"` ... already exists (42P05) or
@@ -329,31 +329,26 @@ async fn jdbc_session_mode() {
 //   outside transactions it re-prepares after 26000, inside it cannot.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs named prepared statements in transaction mode (issue 5)"]
 async fn psycopg_transaction_mode() {
     matrix(Driver::Psycopg, PoolMode::Transaction).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs named prepared statements in transaction mode (issue 5)"]
 async fn asyncpg_transaction_mode() {
     matrix(Driver::Asyncpg, PoolMode::Transaction).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs named prepared statements in transaction mode (issue 5)"]
 async fn node_pg_transaction_mode() {
     matrix(Driver::NodePg, PoolMode::Transaction).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs named prepared statements in transaction mode (issue 5)"]
 async fn postgresjs_transaction_mode() {
     matrix(Driver::PostgresJs, PoolMode::Transaction).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs named prepared statements in transaction mode (issue 5)"]
 async fn jdbc_transaction_mode() {
     matrix(Driver::Jdbc, PoolMode::Transaction).await;
 }

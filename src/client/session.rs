@@ -17,7 +17,7 @@ use crate::net::Stream;
 use crate::pool::{reset, ServerConn};
 use crate::pooler::clients::{ClientState, NewClient};
 use crate::pooler::{Control, Phase};
-use crate::relay::{ClientHalf, Outcome, Relay, RelayError, ServerHalf, Tracker};
+use crate::relay::{ClientHalf, ClientStatements, Outcome, Relay, RelayError, ServerHalf, Tracker};
 use crate::tenant::ServerTenant;
 
 /// What woke an idle session.
@@ -56,7 +56,12 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
         .tenant
         .as_ref()
         .map(|p| p.set_message(tenant.as_ref()));
-    let max_message = control.current().config.pooler.max_message_size;
+    let (max_message, max_prepared) = {
+        let pooler = &control.current().config.pooler;
+        (pooler.max_message_size, pooler.max_prepared_statements)
+    };
+    // The client's named prepared statements (rewritten in transaction/statement modes).
+    let mut statements = ClientStatements::default();
 
     let mut inbound = ClientHalf::default();
     let mut outbound = ServerHalf::default();
@@ -66,7 +71,7 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
     loop {
         // 1. Wait until the client has a whole message header for us (or, in session
         //    mode, the held server has something to say).
-        if !inbound.has_ready() {
+        if !inbound.has_input() {
             let draining = async {
                 let _ = phase.wait_for(|p| *p != Phase::Running).await;
             };
@@ -107,19 +112,12 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
                         Ok(0) | Err(_) => break,
                         Ok(_) => {}
                     }
-                    let policy = database.tenant.as_ref();
-                    if let Err(e) = inbound.scan(&mut tracker, policy, max_message) {
-                        send_error(
-                            &mut client,
-                            &ClientError::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string()),
-                        )
-                        .await;
+                    // Terminate is not for the server; nothing else is looked at
+                    // until a server is held (statement names depend on it).
+                    if inbound.next_tag() == Some(crate::protocol::tag::TERMINATE) {
                         break;
                     }
-                    if inbound.terminated {
-                        break;
-                    }
-                    if !inbound.has_ready() {
+                    if !inbound.has_input() {
                         continue;
                     }
                 }
@@ -129,7 +127,7 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
         // 2. At the start of a transaction: the login token must still be valid,
         //    and the database still configured (a reload may have changed its rules,
         //    or removed or re-pointed it: then the client is told to reconnect).
-        if inbound.has_ready() {
+        if inbound.has_input() {
             if let Some((exp, leeway)) = login_expiry {
                 if unix_now() >= exp.saturating_add(leeway) {
                     let error = ClientError::fatal(
@@ -192,7 +190,7 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
         // 4. Make sure it holds this client's tenant, without a round trip of its own.
         let mut injected = false;
         // Only ahead of client messages: when the server woke us, its own message comes first.
-        if let Some(set) = set_tenant.as_ref().filter(|_| inbound.has_ready()) {
+        if let Some(set) = set_tenant.as_ref().filter(|_| inbound.has_input()) {
             if server.tenant.matches(tenant.as_ref()) {
                 pool.stats.tenant_sets_skipped.inc();
             } else {
@@ -218,7 +216,7 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
         // 5. Relay until the transaction is over.
         cancel.slot.set(&pool.target, server.key);
         let relay_started = Instant::now(); // metrics hook
-        let relay = Relay {
+        let mut relay = Relay {
             client: &mut client,
             inbound: &mut inbound,
             server,
@@ -226,10 +224,18 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
             tracker: &mut tracker,
             policy,
             max_message,
+            statements: (database.mode != PoolMode::Session && max_prepared > 0)
+                .then_some(&mut statements),
+            max_prepared,
         };
-        let result = tokio::select! {
-            r = relay => Some(r),
-            _ = entry.killed() => None,
+        // What arrived while no server was held is framed now that one is.
+        let scanned = relay.scan_client();
+        let result = match scanned {
+            Err(e) => Some(Err(e)),
+            Ok(()) => tokio::select! {
+                r = relay => Some(r),
+                _ = entry.killed() => None,
+            },
         };
         cancel.slot.clear();
         let Some(result) = result else {

@@ -121,6 +121,10 @@ pub struct PoolerConfig {
     pub server_lifetime: Duration,
     /// Runtime worker threads; default: one per CPU.
     pub worker_threads: Option<usize>,
+    /// Named prepared statements kept per server connection in transaction and
+    /// statement modes (least recently used closed first). 0 turns the rewriting
+    /// off: statements then pass through as in PgBouncer before 1.21. Default 200.
+    pub max_prepared_statements: usize,
     /// TLS for clients; absent: SSLRequest is answered `N`.
     pub tls: Option<ClientTlsConfig>,
     /// Ask for a cleartext password (a JWT) over plain TCP from a non-loopback
@@ -203,6 +207,7 @@ impl Default for PoolerConfig {
             server_idle_timeout: Duration::from_secs(600),
             server_lifetime: Duration::from_secs(3600),
             worker_threads: None,
+            max_prepared_statements: 200,
             tls: None,
             allow_cleartext_over_network: false,
             admin_users: Vec::new(),

@@ -8,6 +8,7 @@ use bytes::BytesMut;
 
 use super::Pool;
 use crate::net::Stream;
+use crate::relay::ServerStatements;
 use crate::server::{BackendKey, LoggedIn};
 use crate::tenant::signed::BackendIdentity;
 use crate::tenant::ServerTenant;
@@ -33,6 +34,8 @@ pub struct ServerConn {
     pub key: BackendKey,
     /// Pid and start time, when the pool signs tenant contexts.
     pub identity: Option<BackendIdentity>,
+    /// Named statements prepared on it (by their content-derived names).
+    pub statements: ServerStatements,
     /// Process-unique id, for logs and admin views.
     pub id: u64,
     pub created: Instant,
@@ -53,6 +56,7 @@ impl ServerConn {
             tenant_tainted: false,
             key: logged_in.key,
             identity: None,
+            statements: ServerStatements::default(),
             id,
             created: now,
             last_used: now,

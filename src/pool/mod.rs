@@ -89,6 +89,9 @@ pub type ServerParams = Arc<Vec<(String, String)>>;
 
 type Waiter = oneshot::Sender<Result<ServerConn, PoolError>>;
 
+// A short-lived value on the checkout path: boxing the connection would cost an
+// allocation per checkout to save stack space nobody needs.
+#[allow(clippy::large_enum_variant)]
 enum Next {
     Idle(ServerConn),
     Open,

@@ -18,8 +18,10 @@ const RESET_TIMEOUT: Duration = Duration::from_secs(5);
 /// Runs each statement and returns the connection if all ended idle without
 /// error; `None` means it was closed.
 pub async fn run(mut conn: ServerConn, statements: &[&str]) -> Option<ServerConn> {
-    // Whatever happens below, nothing vouches for the tenant setting any more.
+    // Whatever happens below, nothing vouches for the tenant setting any more,
+    // and DISCARD ALL drops every prepared statement.
     conn.tenant = ServerTenant::Unknown;
+    conn.statements.clear();
     let all = async {
         for sql in statements {
             if !super::simple_query::run(&mut conn, sql).await?.0 {

@@ -35,7 +35,7 @@ pub fn relay_framing(data: &[u8]) {
     let mut cx = std::task::Context::from_waker(waker);
     for chunk in data.chunks(step) {
         inbound.buf.extend_from_slice(chunk);
-        if inbound.scan(&mut tracker, None, 4096).is_err() || inbound.terminated {
+        if inbound.scan(&mut tracker, None, 4096, None).is_err() || inbound.terminated {
             break;
         }
         while inbound.has_output() {
@@ -56,7 +56,10 @@ pub fn relay_framing(data: &[u8]) {
     let mut relayed = 0;
     for chunk in data.chunks(step) {
         buf.extend_from_slice(chunk);
-        if outbound.scan(&mut buf, &mut tracker, None, 4096).is_err() {
+        if outbound
+            .scan(&mut buf, &mut tracker, None, 4096, None)
+            .is_err()
+        {
             break;
         }
         let n = outbound.ready_bytes(&buf).len();

@@ -12,6 +12,7 @@
 
 pub mod inbound;
 pub mod outbound;
+pub mod prepared;
 pub mod refuse;
 pub mod track;
 
@@ -25,6 +26,7 @@ use tokio_util::io::poll_read_buf;
 
 pub use inbound::ClientHalf;
 pub use outbound::{OutboundError, ServerHalf};
+pub use prepared::{ClientStatements, Prepared, ServerStatements};
 pub use track::Tracker;
 
 use crate::net::Stream;
@@ -62,9 +64,51 @@ pub struct Relay<'a> {
     pub tracker: &'a mut Tracker,
     pub policy: Option<&'a TenantPolicy>,
     pub max_message: usize,
+    /// The client's named statements, when they are rewritten (transaction and
+    /// statement modes); the server's are in `server.statements`.
+    pub statements: Option<&'a mut ClientStatements>,
+    /// Most statements one server connection keeps prepared.
+    pub max_prepared: usize,
 }
 
 impl Relay<'_> {
+    /// Frames what the client sent that is not framed yet, rewriting statement
+    /// names; places any answers the pooler gives itself.
+    pub fn scan_client(&mut self) -> Result<(), RelayError> {
+        let mut prepared = self.statements.as_deref_mut().map(|client| Prepared {
+            client,
+            server: &mut self.server.statements,
+            max: self.max_prepared,
+        });
+        self.inbound
+            .scan(
+                self.tracker,
+                self.policy,
+                self.max_message,
+                prepared.as_mut(),
+            )
+            .map_err(RelayError::ClientProtocol)?;
+        self.outbound
+            .emit_pending(&mut self.server.buf, self.tracker);
+        Ok(())
+    }
+
+    fn scan_server(&mut self) -> Result<(), RelayError> {
+        let mut prepared = self.statements.as_deref_mut().map(|client| Prepared {
+            client,
+            server: &mut self.server.statements,
+            max: self.max_prepared,
+        });
+        self.outbound.scan(
+            &mut self.server.buf,
+            self.tracker,
+            self.policy,
+            self.max_message,
+            prepared.as_mut(),
+        )?;
+        Ok(())
+    }
+
     fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Result<Outcome, RelayError>> {
         loop {
             let mut progress = false;
@@ -83,9 +127,7 @@ impl Relay<'_> {
                         return Poll::Ready(Ok(Outcome::ClientGone))
                     }
                     Poll::Ready(Ok(_)) => {
-                        self.inbound
-                            .scan(self.tracker, self.policy, self.max_message)
-                            .map_err(RelayError::ClientProtocol)?;
+                        self.scan_client()?;
                         progress = true;
                     }
                     Poll::Pending => {}
@@ -112,12 +154,7 @@ impl Relay<'_> {
                 match poll_read_buf(Pin::new(&mut self.server.stream), cx, &mut self.server.buf) {
                     Poll::Ready(Ok(0)) => return Poll::Ready(Err(RelayError::ServerClosed)),
                     Poll::Ready(Ok(_)) => {
-                        self.outbound.scan(
-                            &mut self.server.buf,
-                            self.tracker,
-                            self.policy,
-                            self.max_message,
-                        )?;
+                        self.scan_server()?;
                         progress = true;
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(RelayError::ServerIo(e))),

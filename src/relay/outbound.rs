@@ -4,6 +4,7 @@
 use bytes::{Buf, BytesMut};
 
 use super::inbound::{HIGH_WATER, READ_CHUNK};
+use super::prepared::Prepared;
 use super::refuse;
 use super::track::Tracker;
 use crate::protocol::backend::{self, ErrorFields};
@@ -78,6 +79,7 @@ impl ServerHalf {
         tracker: &mut Tracker,
         policy: Option<&TenantPolicy>,
         max_message: usize,
+        mut prepared: Option<&mut Prepared<'_>>,
     ) -> Result<(), OutboundError> {
         loop {
             if self.body_left > 0 {
@@ -94,13 +96,11 @@ impl ServerHalf {
                 return Ok(());
             };
             let total = header.total_len();
-            // While refused statements are in flight, errors are held to spot theirs.
-            let refusal = tracker.refusals > 0
-                && header.tag == tag::ERROR_RESPONSE
-                && header.body_len <= MAX_HELD;
-            let held = self.swallowing || refusal || header.tag == tag::READY_FOR_QUERY;
+            // Messages that end a request are held whole, so that answers the pooler
+            // gives itself can be placed right after them. They are all small.
+            let held = self.swallowing || ends_a_request(header.tag);
             if held {
-                if header.body_len > MAX_HELD {
+                if header.body_len > MAX_HELD.max(max_message) {
                     return Err(OutboundError::Oversized(header.tag));
                 }
                 if buf.len() - self.ready < total {
@@ -121,30 +121,89 @@ impl ServerHalf {
                     _ => {} // CommandComplete "SET", or a notice
                 }
                 buf.advance(total);
+                if !self.swallowing {
+                    // Answers the pooler gave itself meanwhile now go first.
+                    self.emit_synthetic(buf, tracker);
+                }
                 continue;
             }
-            if refusal {
+            let status = if header.tag == tag::READY_FOR_QUERY {
+                buf.get(self.ready + HEADER_LEN).copied().unwrap_or(b'I')
+            } else {
+                0
+            };
+            let disposition = tracker.on_message(header.tag, status);
+            if let (Some(failed), Some(p)) = (&disposition.failed, prepared.as_deref_mut()) {
+                // A Parse failed: the server does not have that statement, nor the client its name.
+                p.server.remove(&failed.server_name);
+                if let Some(name) = &failed.client_name {
+                    p.client.remove(name);
+                }
+            }
+            if header.tag == tag::COMMAND_COMPLETE {
+                if let Some(p) = prepared.as_deref_mut() {
+                    // However it was sent (simple or extended, alone or in a batch), the
+                    // server has just dropped every prepared statement: so has the client.
+                    let done = &buf[self.ready + HEADER_LEN..self.ready + total];
+                    if done == b"DEALLOCATE ALL\0" || done == b"DISCARD ALL\0" {
+                        p.client.clear();
+                        p.server.clear();
+                    }
+                }
+            }
+            if header.tag == tag::ERROR_RESPONSE && tracker.refusals > 0 {
+                // While refused statements are in flight, errors are checked for theirs.
                 let body = &buf[self.ready + HEADER_LEN..self.ready + total];
-                if let (Some(code), Some(policy)) = (refuse::refused_code(body), policy) {
+                if let Some(code) = refuse::refused_code(body) {
                     let ours = refuse::client_error(code, policy, max_message);
                     refuse::splice(buf, self.ready, total, &ours);
                     self.ready += ours.len();
                     tracker.refusals -= 1;
+                    self.emit_synthetic(buf, tracker);
                     continue;
                 }
             }
-            match header.tag {
-                tag::READY_FOR_QUERY => {
-                    let status = buf.get(self.ready + HEADER_LEN).copied().unwrap_or(b'I');
-                    tracker.ready_for_query(status);
-                }
-                tag::COPY_IN_RESPONSE => tracker.copy_in_started(),
-                _ => {}
+            if disposition.swallow {
+                // The answer to a message of our own (a re-prepare or an eviction).
+                refuse::splice(buf, self.ready, total, &[]);
+            } else if held {
+                self.ready += total;
+            } else {
+                self.ready += HEADER_LEN;
+                self.body_left = header.body_len;
             }
-            self.ready += HEADER_LEN;
-            self.body_left = header.body_len;
+            if held {
+                self.emit_synthetic(buf, tracker);
+            }
         }
     }
+
+    /// Places the answers the pooler gives itself, whose turn has come, at the
+    /// current position (before any server bytes not yet framed).
+    fn emit_synthetic(&mut self, buf: &mut BytesMut, tracker: &mut Tracker) {
+        let mut ours = BytesMut::new();
+        tracker.take_synthetic(&mut ours);
+        if !ours.is_empty() {
+            refuse::splice(buf, self.ready, 0, &ours);
+            self.ready += ours.len();
+        }
+    }
+
+    /// Answers the pooler gives itself when nothing from the server precedes
+    /// them (called after the client's messages were framed).
+    pub fn emit_pending(&mut self, buf: &mut BytesMut, tracker: &mut Tracker) {
+        if self.body_left == 0 && !self.swallowing {
+            self.emit_synthetic(buf, tracker);
+        }
+    }
+}
+
+/// Messages that can end a request (and so change which request the next belongs to).
+fn ends_a_request(tag: u8) -> bool {
+    matches!(
+        tag,
+        b'1' | b'2' | b'3' | b'T' | b'n' | b'C' | b'I' | b's' | b'Z' | b'E'
+    )
 }
 
 #[cfg(test)]
@@ -165,7 +224,7 @@ mod tests {
             ..Default::default()
         };
         let mut t = Tracker::default();
-        t.query_sent();
+        t.sent(crate::relay::track::Answer::Query);
         let mut buf = BytesMut::new();
         buf.extend_from_slice(&msg(b'C', b"SET\0"));
         buf.extend_from_slice(&msg(b'Z', b"I"));
@@ -176,7 +235,7 @@ mod tests {
         ]
         .concat();
         buf.extend_from_slice(&answer);
-        half.scan(&mut buf, &mut t, None, 1024).unwrap();
+        half.scan(&mut buf, &mut t, None, 1024, None).unwrap();
         assert!(!half.swallowing);
         assert_eq!(half.ready_bytes(&buf), &answer[..]);
         assert!(t.is_idle());
@@ -190,7 +249,7 @@ mod tests {
         };
         let mut buf = BytesMut::new();
         buf.extend_from_slice(&msg(b'E', b"SERROR\0C42501\0Mnope\0\0"));
-        match half.scan(&mut buf, &mut Tracker::default(), None, 1024) {
+        match half.scan(&mut buf, &mut Tracker::default(), None, 1024, None) {
             Err(OutboundError::TenantSet(f)) => assert_eq!(f.code, "42501"),
             other => panic!("{other:?}"),
         }
@@ -200,17 +259,17 @@ mod tests {
     fn ready_for_query_split_across_reads() {
         let mut half = ServerHalf::default();
         let mut t = Tracker::default();
-        t.query_sent();
-        t.query_sent();
+        t.sent(crate::relay::track::Answer::Query);
+        t.sent(crate::relay::track::Answer::Query);
         let z = msg(b'Z', b"T");
         let mut buf = BytesMut::new();
         buf.extend_from_slice(&z);
         buf.extend_from_slice(&z[..3]);
-        half.scan(&mut buf, &mut t, None, 1024).unwrap();
+        half.scan(&mut buf, &mut t, None, 1024, None).unwrap();
         assert_eq!(half.ready, 6);
         assert_eq!(t.status(), b'T');
         buf.extend_from_slice(&z[3..]);
-        half.scan(&mut buf, &mut t, None, 1024).unwrap();
+        half.scan(&mut buf, &mut t, None, 1024, None).unwrap();
         assert_eq!(half.ready, 12);
     }
 }

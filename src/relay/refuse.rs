@@ -21,6 +21,8 @@ use crate::tenant::TenantPolicy;
 pub const OVERSIZED: u8 = 255;
 /// Code for a refused fastpath FunctionCall.
 pub const FASTPATH: u8 = 254;
+/// Code for a client's Parse of a statement name it already has.
+pub const DUPLICATE_STATEMENT: u8 = 253;
 
 /// `tenantpool_guard_<random>_`: an identifier no schema will have.
 fn marker() -> &'static str {
@@ -68,10 +70,20 @@ pub fn refused_code(error_body: &[u8]) -> Option<u8> {
 }
 
 /// The ErrorResponse the client gets instead of the server's.
-pub fn client_error(code: u8, policy: &TenantPolicy, max_message: usize) -> BytesMut {
-    let message = match (code, Violation::from_code(code)) {
-        (_, Some(v)) => v.message(&policy.setting),
-        (FASTPATH, None) => "tenantpool: fastpath function calls are not allowed in tenant-scoped pools: \
+pub fn client_error(code: u8, policy: Option<&TenantPolicy>, max_message: usize) -> BytesMut {
+    if code == DUPLICATE_STATEMENT {
+        let mut error = ClientError::fatal(
+            crate::error::sqlstate::DUPLICATE_PREPARED_STATEMENT,
+            "prepared statement already exists",
+        );
+        error.severity = Severity::Error;
+        let mut buf = BytesMut::with_capacity(64);
+        error.encode(&mut buf);
+        return buf;
+    }
+    let message = match (code, Violation::from_code(code), policy) {
+        (_, Some(v), Some(policy)) => v.message(&policy.setting),
+        (FASTPATH, _, _) => "tenantpool: fastpath function calls are not allowed in tenant-scoped pools: \
             they could change the tenant setting unseen"
             .to_owned(),
         _ => format!(

@@ -12,8 +12,9 @@ use std::task::{ready, Context, Poll};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWrite;
 
+use super::prepared::Prepared;
 use super::refuse;
-use super::track::Tracker;
+use super::track::{Answer, Tracker};
 use crate::protocol::{frontend, tag, FrameError, Header, HEADER_LEN};
 use crate::tenant::TenantPolicy;
 
@@ -21,6 +22,10 @@ use crate::tenant::TenantPolicy;
 pub(super) const HIGH_WATER: usize = 64 * 1024;
 /// Smallest free space worth a read system call.
 pub(super) const READ_CHUNK: usize = 8 * 1024;
+/// Most bytes of a Bind/Describe/Close held to read the statement and portal names.
+const NAMES_LIMIT: usize = 4096;
+
+mod statements;
 
 /// The client-to-server direction. Owned by the client session so it survives
 /// from one transaction (and one server connection) to the next.
@@ -64,6 +69,20 @@ impl ClientHalf {
         self.ready == 0 && self.body_left == 0 && self.discard_left == 0 && self.prefix.is_empty()
     }
 
+    /// Whether the client has sent something to act on: framed bytes, or the whole
+    /// header of the next message.
+    #[inline]
+    pub fn has_input(&self) -> bool {
+        self.ready > 0 || self.buf.len() - self.ready >= HEADER_LEN
+    }
+
+    /// The tag of the next message not yet framed, if its header is here.
+    #[inline]
+    pub fn next_tag(&self) -> Option<u8> {
+        (self.body_left == 0 && self.buf.len() - self.ready >= HEADER_LEN)
+            .then(|| self.buf[self.ready])
+    }
+
     /// Whether complete messages (or message pieces) are ready for a server.
     #[inline]
     pub fn has_ready(&self) -> bool {
@@ -98,11 +117,15 @@ impl ClientHalf {
     }
 
     /// Frames newly read bytes. Stops at a message it must hold whole but does not have yet.
+    ///
+    /// With `prepared`, named statements are rewritten to their server names and
+    /// prepared on this server where needed (see [`super::prepared`]).
     pub fn scan(
         &mut self,
         tracker: &mut Tracker,
         policy: Option<&TenantPolicy>,
         max_message: usize,
+        mut prepared: Option<&mut Prepared<'_>>,
     ) -> Result<(), FrameError> {
         loop {
             if self.body_left > 0 {
@@ -129,6 +152,8 @@ impl ClientHalf {
             let Some(header) = Header::parse(&self.buf[self.ready..])? else {
                 return Ok(());
             };
+            let total = header.total_len();
+            let have = self.buf.len() - self.ready;
             match header.tag {
                 tag::TERMINATE => {
                     // Not for the server: it would end a pooled connection. Nothing after it counts.
@@ -137,17 +162,16 @@ impl ClientHalf {
                     return Ok(());
                 }
                 tag::QUERY | tag::PARSE => {
-                    let total = header.total_len();
                     let whole = total <= max_message;
-                    if whole && self.buf.len() - self.ready < total {
+                    if whole && have < total {
                         self.need = self.ready + total;
                         return Ok(());
                     }
                     self.need = 0;
-                    if header.tag == tag::QUERY {
-                        tracker.query_sent();
-                    } else {
-                        tracker.extended_sent();
+                    let query = header.tag == tag::QUERY;
+                    if query {
+                        // A simple Query destroys the unnamed statement.
+                        tracker.unnamed_parsed = false;
                     }
                     if let Some(policy) = policy {
                         if whole {
@@ -163,19 +187,48 @@ impl ClientHalf {
                             // Relayed uninspected, so stop trusting the setting (for good
                             // if it is a Parse: it may be named and executed later).
                             tracker.tenant_touched = true;
-                            tracker.tenant_tainted |= header.tag == tag::PARSE;
+                            tracker.tenant_tainted |= !query;
                         }
                     }
+                    if let (true, Some(p)) = (whole, prepared.as_deref_mut()) {
+                        let handled = if query {
+                            self.query_statements(total, p, tracker)
+                        } else {
+                            self.parse_statement(total, p, policy, tracker)
+                        };
+                        if handled {
+                            continue;
+                        }
+                    }
+                    if !query && self.buf.get(self.ready + HEADER_LEN) == Some(&0) {
+                        tracker.unnamed_parsed = true;
+                    }
+                    tracker.sent(if query { Answer::Query } else { Answer::Parse });
                 }
-                tag::SYNC => tracker.sync_sent(),
+                tag::BIND | tag::DESCRIBE | tag::CLOSE if prepared.is_some() => {
+                    // Their statement names are needed whole: at most a small prefix.
+                    let wanted = total.min(HEADER_LEN + NAMES_LIMIT);
+                    if have < wanted {
+                        self.need = self.ready + wanted;
+                        return Ok(());
+                    }
+                    self.need = 0;
+                    let p = prepared.as_deref_mut().expect("checked");
+                    if self.statement_message(header, p, tracker) {
+                        continue;
+                    }
+                    // Not rewritten (a portal, or a name the client never prepared): as is.
+                    tracker.sent(self.answer_to(header.tag));
+                }
+                tag::BIND | tag::DESCRIBE | tag::CLOSE => tracker.sent(self.answer_to(header.tag)),
+                tag::EXECUTE => tracker.sent(Answer::Execute),
+                tag::SYNC => tracker.sent(Answer::Sync),
+                tag::FLUSH => tracker.flush_sent(),
                 tag::FUNCTION_CALL => {
-                    tracker.query_sent();
                     // A fastpath call names its function by OID (set_config is one
                     // away), so nothing can check what it does.
                     if policy.is_some_and(|p| p.guard().is_some()) {
-                        let held = header
-                            .body_len
-                            .min(self.buf.len() - self.ready - HEADER_LEN);
+                        let held = header.body_len.min(have - HEADER_LEN);
                         self.refuse(header, held, refuse::FASTPATH, tracker);
                         self.discard_left = header.body_len - held;
                         continue;
@@ -183,9 +236,7 @@ impl ClientHalf {
                     if policy.is_some() {
                         tracker.tenant_touched = true;
                     }
-                }
-                tag::BIND | tag::EXECUTE | tag::DESCRIBE | tag::CLOSE | tag::FLUSH => {
-                    tracker.extended_sent()
+                    tracker.sent(Answer::Query);
                 }
                 tag::COPY_DONE | tag::COPY_FAIL => tracker.copy_end_sent(),
                 _ => {}
@@ -193,6 +244,22 @@ impl ClientHalf {
             self.ready += HEADER_LEN;
             self.body_left = header.body_len;
         }
+    }
+
+    /// The answer a Bind, Describe or Close at `ready` gets.
+    fn answer_to(&self, tag: u8) -> Answer {
+        match (tag, self.buf.get(self.ready + HEADER_LEN)) {
+            (tag::BIND, _) => Answer::Bind,
+            (tag::DESCRIBE, Some(&b'S')) => Answer::DescribeStatement,
+            (tag::DESCRIBE, _) => Answer::DescribePortal,
+            _ => Answer::Close,
+        }
+    }
+
+    /// Replaces `old_len` bytes at `ready` with `new` and moves past them.
+    fn emit_at_ready(&mut self, old_len: usize, new: &[u8]) {
+        refuse::splice(&mut self.buf, self.ready, old_len, new);
+        self.ready += new.len();
     }
 
     /// Checks a whole Query/Parse at `ready` against the guard and the setting
@@ -239,6 +306,11 @@ impl ClientHalf {
         refuse::splice(&mut self.buf, self.ready, HEADER_LEN + held, &replacement);
         self.ready += replacement.len();
         tracker.refusals += 1;
+        tracker.sent(if header.tag == tag::PARSE {
+            Answer::Parse
+        } else {
+            Answer::Query
+        });
     }
 
     /// Writes what is ready (prefix first) to the server.
@@ -274,154 +346,4 @@ impl ClientHalf {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{TenantConfig, TenantSource};
-
-    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut v = vec![tag];
-        v.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-        v.extend_from_slice(body);
-        v
-    }
-
-    fn policy() -> TenantPolicy {
-        TenantPolicy::new(&TenantConfig::new(TenantSource::UserSuffix)).unwrap()
-    }
-
-    #[test]
-    fn holds_query_until_whole_then_inspects() {
-        let mut half = ClientHalf::default();
-        let mut t = Tracker::default();
-        let p = policy();
-        let q = msg(b'Q', b"RESET ALL\0");
-        half.buf.extend_from_slice(&q[..7]);
-        half.scan(&mut t, Some(&p), 1024).unwrap();
-        assert!(!half.has_ready());
-        assert!(!t.tenant_touched);
-        half.buf.extend_from_slice(&q[7..]);
-        half.scan(&mut t, Some(&p), 1024).unwrap();
-        assert!(half.has_ready());
-        assert!(t.tenant_touched);
-        assert!(!t.is_idle());
-    }
-
-    #[test]
-    fn streams_large_messages_and_strips_terminate() {
-        let mut half = ClientHalf::default();
-        let mut t = Tracker::default();
-        let big = msg(b'd', &vec![1u8; 100_000]);
-        half.buf.extend_from_slice(&big[..50_000]);
-        half.scan(&mut t, None, 1024).unwrap();
-        assert_eq!(half.ready, 50_000);
-        half.buf.extend_from_slice(&big[50_000..]);
-        half.buf.extend_from_slice(&msg(b'X', b""));
-        half.scan(&mut t, None, 1024).unwrap();
-        assert_eq!(half.ready, big.len());
-        assert_eq!(half.buf.len(), big.len());
-        assert!(half.terminated);
-    }
-
-    fn unguarded() -> TenantPolicy {
-        let mut t = TenantConfig::new(TenantSource::UserSuffix);
-        t.guard = false;
-        TenantPolicy::new(&t).unwrap()
-    }
-
-    #[test]
-    fn oversized_query_streams_and_marks_tenant_touched() {
-        let mut half = ClientHalf::default();
-        let mut t = Tracker::default();
-        let p = unguarded();
-        let mut body = vec![b'x'; 5000];
-        body.push(0);
-        half.buf.extend_from_slice(&msg(b'Q', &body)[..100]);
-        half.scan(&mut t, Some(&p), 1024).unwrap();
-        assert_eq!(half.ready, 100);
-        assert!(t.tenant_touched);
-    }
-
-    #[test]
-    fn guard_refuses_oversized_query_and_drops_its_body() {
-        let mut half = ClientHalf::default();
-        let mut t = Tracker::default();
-        let p = policy();
-        let mut body = vec![b'x'; 5000];
-        body.push(0);
-        let big = msg(b'Q', &body);
-        half.buf.extend_from_slice(&big[..100]);
-        half.scan(&mut t, Some(&p), 1024).unwrap();
-        let replaced = half.ready;
-        assert!(half.buf[..replaced]
-            .windows(16)
-            .any(|w| w == b"tenantpool_guard"));
-        half.buf.extend_from_slice(&big[100..]);
-        half.buf.extend_from_slice(&msg(b'S', b""));
-        half.scan(&mut t, Some(&p), 1024).unwrap();
-        assert_eq!(half.buf.len(), replaced + 5, "body dropped, Sync kept");
-        assert_eq!(t.refusals, 1);
-    }
-
-    #[test]
-    fn guard_replaces_a_refused_query_in_place() {
-        let mut half = ClientHalf::default();
-        let mut t = Tracker::default();
-        let p = policy();
-        half.buf.extend_from_slice(&msg(b'Q', b"select 1\0"));
-        half.buf
-            .extend_from_slice(&msg(b'Q', b"SET app.current_tenant = 'x'\0"));
-        half.buf.extend_from_slice(&msg(b'Q', b"select 2\0"));
-        half.scan(&mut t, Some(&p), 1024).unwrap();
-        let out = &half.buf[..half.ready];
-        assert!(out.starts_with(&msg(b'Q', b"select 1\0")));
-        assert!(out.ends_with(&msg(b'Q', b"select 2\0")));
-        assert!(!out.windows(11).any(|w| w == b"app.current"));
-        assert_eq!(t.refusals, 1);
-    }
-
-    #[test]
-    fn function_call_marks_tenant_touched_or_is_refused() {
-        let mut half = ClientHalf::default();
-        let mut t = Tracker::default();
-        half.buf
-            .extend_from_slice(&msg(b'F', &[0, 0, 8, 30, 0, 0, 0, 0, 0, 0]));
-        half.scan(&mut t, Some(&unguarded()), 1024).unwrap();
-        assert!(t.tenant_touched);
-        assert!(!t.is_idle());
-
-        let mut half = ClientHalf::default();
-        let mut t = Tracker::default();
-        half.buf
-            .extend_from_slice(&msg(b'F', &[0, 0, 8, 30, 0, 0, 0, 0, 0, 0]));
-        half.scan(&mut t, Some(&policy()), 1024).unwrap();
-        assert_eq!(half.buf[0], b'Q', "replaced by a failing query");
-        assert_eq!(t.refusals, 1);
-    }
-
-    #[test]
-    fn named_parse_that_may_change_the_setting_taints_the_server() {
-        let p = policy();
-        let mut t = Tracker::default();
-        let mut half = ClientHalf::default();
-        half.buf
-            .extend_from_slice(&msg(b'P', b"\0select set_config('a.b','x',false)\0\0\0"));
-        half.scan(&mut t, Some(&p), 1024).unwrap();
-        assert!(
-            t.tenant_touched && !t.tenant_tainted,
-            "unnamed: this transaction only"
-        );
-        let mut t = Tracker::default();
-        let mut half = ClientHalf::default();
-        half.buf
-            .extend_from_slice(&msg(b'P', b"s1\0select set_config('a.b','x',false)\0\0\0"));
-        half.scan(&mut t, Some(&p), 1024).unwrap();
-        assert!(t.tenant_tainted);
-    }
-
-    #[test]
-    fn bad_length_is_an_error() {
-        let mut half = ClientHalf::default();
-        half.buf.extend_from_slice(b"Q\0\0\0\x01");
-        assert!(half.scan(&mut Tracker::default(), None, 1024).is_err());
-    }
-}
+mod tests;
