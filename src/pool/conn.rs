@@ -1,6 +1,7 @@
 //! A pooled server connection: the socket, its read buffer, and what the pool
 //! knows about its state.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
@@ -40,7 +41,7 @@ pub struct ServerConn {
     pub id: u64,
     pub created: Instant,
     pub last_used: Instant,
-    _slot: Slot,
+    slot: Slot,
 }
 
 impl ServerConn {
@@ -60,7 +61,7 @@ impl ServerConn {
             id,
             created: now,
             last_used: now,
-            _slot: slot,
+            slot,
         }
     }
 
@@ -71,6 +72,11 @@ impl ServerConn {
         // For TLS this also processes records that carry no data (session tickets).
         self.buf.is_empty() && self.stream.is_quiet()
     }
+
+    /// The pool's KILL count when this connection's slot was reserved.
+    pub(super) fn kill_epoch(&self) -> u64 {
+        self.slot.kill_epoch
+    }
 }
 
 /// A place in a pool's `pool_size`, held from the moment a connection starts
@@ -80,6 +86,9 @@ pub(super) struct Slot {
     pool: Weak<Pool>,
     /// The connection's id once it exists, so the pool forgets it on drop.
     pub(super) server: Option<u64>,
+    /// The pool's KILL count at reservation: a connection that was open (or
+    /// opening) at a KILL is closed when it comes back, never reused.
+    kill_epoch: u64,
 }
 
 impl Slot {
@@ -88,6 +97,7 @@ impl Slot {
         Slot {
             pool: Arc::downgrade(pool),
             server: None,
+            kill_epoch: pool.kills.load(Ordering::Acquire),
         }
     }
 }

@@ -16,7 +16,7 @@ pub mod snapshot;
 pub mod stats;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -134,6 +134,8 @@ pub struct Pool {
     drained: Notify,
     /// Removed or re-pointed by a reload: no new checkouts, connections close as they return.
     retired: AtomicBool,
+    /// How many KILLs so far; connections from before the latest close on return.
+    kills: AtomicU64,
     /// Prometheus handles, when `[metrics]` is configured (set once, right after creation).
     pub metrics: OnceLock<crate::metrics::PoolMetrics>,
 }
@@ -151,6 +153,7 @@ impl Pool {
             paused: AtomicBool::new(false),
             drained: Notify::new(),
             retired: AtomicBool::new(false),
+            kills: AtomicU64::new(0),
             metrics: OnceLock::new(),
         });
         maintain::spawn(&pool);
@@ -197,7 +200,14 @@ impl Pool {
                     return Err(PoolError::Retired(self.name.clone()));
                 }
                 let paused = self.paused.load(Ordering::Acquire);
-                if let Some(conn) = take_idle(&mut st.idle, tenant, affinity).filter(|_| !paused) {
+                // Take an idle connection only when we will lend it: one taken and
+                // dropped here would release its slot, which locks `st` again.
+                let idle = if paused {
+                    None
+                } else {
+                    take_idle(&mut st.idle, tenant, affinity)
+                };
+                if let Some(conn) = idle {
                     mark_lent(&mut st, &conn, client);
                     Next::Idle(conn)
                 } else if !paused && st.open < settings.size {
@@ -341,9 +351,10 @@ impl Pool {
         let settings = self.settings.load();
         let mut st = self.lock();
         let expired = now.duration_since(conn.created) >= settings.lifetime;
-        if expired || self.retired.load(Ordering::Acquire) || st.open > settings.size {
+        let killed = conn.kill_epoch() < self.kills.load(Ordering::Acquire);
+        if expired || killed || self.retired.load(Ordering::Acquire) || st.open > settings.size {
             drop(st);
-            tracing::debug!(pool = %self.name, server = conn.id, "closing returned server connection (lifetime, resize or reload)");
+            tracing::debug!(pool = %self.name, server = conn.id, "closing returned server connection (lifetime, resize, reload or KILL)");
             return; // dropping it frees the slot, which serves any waiter
         }
         conn.last_used = now;
@@ -484,11 +495,14 @@ impl Pool {
     }
 
     /// KILL: pause, fail every waiting client, close idle connections. Lent
-    /// connections close as their clients (killed by the caller) drop them.
+    /// connections close when they come back (their clients are killed by the
+    /// caller), even after a RESUME: see `kills`.
     pub fn kill(&self) {
         self.paused.store(true, Ordering::Release);
         let (idle, waiters) = {
             let mut st = self.lock();
+            // Under the lock, so no check-in between this and taking `idle` keeps a connection.
+            self.kills.fetch_add(1, Ordering::AcqRel);
             (
                 std::mem::take(&mut st.idle),
                 std::mem::take(&mut st.waiters),
