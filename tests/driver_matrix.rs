@@ -245,7 +245,7 @@ async fn matrix(driver: Driver, mode: PoolMode) {
         let app = config.databases.get_mut("app").unwrap();
         app.pool_mode = mode;
         app.pool_size = match mode {
-            PoolMode::Transaction => TRANSACTION_POOL_SIZE,
+            PoolMode::Transaction | PoolMode::Statement => TRANSACTION_POOL_SIZE,
             PoolMode::Session => SESSION_POOL_SIZE,
         };
     })

@@ -635,7 +635,11 @@ async fn failed_tenant_set_closes_the_server_connection() {
         .unwrap_err();
     let db = err.as_db_error().expect("an ErrorResponse from the pooler");
     assert_eq!(db.code().code(), "08006");
-    assert!(db.message().contains("could not set the tenant"), "{db:?}");
+    assert!(
+        db.message()
+            .contains("could not prepare the server connection"),
+        "{db:?}"
+    );
     assert!(db.detail().unwrap_or("").contains("55P02"), "{db:?}");
     assert!(client.is_closed() || client.simple_query("select 1").await.is_err());
 

@@ -17,6 +17,7 @@ use crate::net::Stream;
 use crate::pooler::{Database, Shared};
 use crate::protocol::backend;
 use crate::protocol::startup::PROTOCOL_MINOR;
+use crate::relay::ClientParams;
 use crate::tenant::{TenantError, TenantId};
 
 /// A logged-in client, ready for its session.
@@ -29,6 +30,8 @@ pub struct Login {
     pub expires_at: Option<(u64, u64)>,
     pub cancel: Registration,
     pub peer: String,
+    /// The tracked session settings it asked for at startup.
+    pub params: ClientParams,
 }
 
 /// What a successful handshake leads to.
@@ -202,11 +205,19 @@ pub async fn login(
     let cancel = shared.cancel.register();
 
     backend::authentication_ok(&mut out);
+    let client_params = ClientParams::from_startup(Arc::clone(&shared.tracked), &startup.params);
     for (name, value) in params.iter() {
-        // The client sees its own application_name, as PostgreSQL would show it.
-        let value = match name.as_str() {
-            "application_name" => startup.get("application_name").unwrap_or(""),
-            _ => value,
+        // The client sees the values it asked for, as PostgreSQL would show them
+        // (they are set on each server connection before its transactions).
+        let value = match (name.as_str(), client_params.value_of(name)) {
+            ("client_encoding", Some(v))
+                if v.eq_ignore_ascii_case("utf8") || v.eq_ignore_ascii_case("utf-8") =>
+            {
+                "UTF8"
+            }
+            (_, Some(v)) => v,
+            ("application_name", None) => "",
+            (_, None) => value,
         };
         backend::parameter_status(&mut out, name, value);
     }
@@ -224,6 +235,7 @@ pub async fn login(
         expires_at,
         cancel,
         peer,
+        params: client_params,
     })))
 }
 

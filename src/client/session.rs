@@ -17,7 +17,9 @@ use crate::net::Stream;
 use crate::pool::{reset, ServerConn};
 use crate::pooler::clients::{ClientState, NewClient};
 use crate::pooler::{Control, Phase};
-use crate::relay::{ClientHalf, ClientStatements, Outcome, Relay, RelayError, ServerHalf, Tracker};
+use crate::relay::{
+    ClientHalf, ClientParams, ClientStatements, Outcome, Relay, RelayError, ServerHalf, Tracker,
+};
 use crate::tenant::ServerTenant;
 
 /// What woke an idle session.
@@ -40,6 +42,7 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
         expires_at: login_expiry,
         user,
         peer,
+        params: mut client_params,
     } = login;
     let registered = control.clients.register(NewClient {
         id: cancel.pid as u64,
@@ -64,6 +67,10 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
     let mut statements = ClientStatements::default();
 
     let mut inbound = ClientHalf::default();
+    if database.mode != PoolMode::Session {
+        // In session mode the client keeps its server: nothing to carry over.
+        inbound.watch = Some(Arc::clone(client_params.tracked_arc()));
+    }
     let mut outbound = ServerHalf::default();
     let mut tracker = Tracker::default();
     let mut held: Option<ServerConn> = None;
@@ -187,8 +194,10 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
         };
         entry.set_state(ClientState::Active, server.id);
 
-        // 4. Make sure it holds this client's tenant, without a round trip of its own.
+        // 4. Make sure it holds this client's tenant and session settings, without a
+        //    round trip of its own.
         let mut injected = false;
+        let mut prefix = None;
         // Only ahead of client messages: when the server woke us, its own message comes first.
         if let Some(set) = set_tenant.as_ref().filter(|_| inbound.has_input()) {
             if server.tenant.matches(tenant.as_ref()) {
@@ -205,13 +214,27 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
                     held = None;
                     break;
                 };
-                inbound.set_prefix(message);
-                outbound.swallowing = true;
+                prefix = Some(message);
+                outbound.swallowing += 1;
                 server.tenant = ServerTenant::Unknown;
                 injected = true;
                 pool.stats.tenant_sets_sent.inc();
             }
         }
+
+        if inbound.has_input() {
+            if let Some(restore) = client_params.restore(&mut server.params) {
+                outbound.swallowing += 1;
+                prefix = Some(match prefix {
+                    None => restore,
+                    Some(tenant) => [tenant, restore].concat().into(),
+                });
+            }
+        }
+        if let Some(prefix) = prefix {
+            inbound.set_prefix(prefix);
+        }
+        outbound.refuse_transactions = database.mode == PoolMode::Statement;
 
         // 5. Relay until the transaction is over.
         cancel.slot.set(&pool.target, server.key);
@@ -246,7 +269,7 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
         };
 
         let server = held.as_mut().expect("held during relay");
-        if injected && !outbound.swallowing && result.is_ok() {
+        if injected && outbound.swallowing == 0 && result.is_ok() {
             server.tenant = ServerTenant::Known(tenant.as_ref().map(|t| Arc::clone(t.as_arc())));
         }
         server.tenant_tainted |= tracker.tenant_tainted;
@@ -256,12 +279,20 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
             tracker.tenant_tainted = false;
         }
 
+        for (name, value) in outbound.reported.drain(..) {
+            client_params.learn(&mut server.params, &name, &value);
+        }
+
         match result {
             Ok(Outcome::Idle) => {
+                if tracker.params_touched && !read_back_extras(server, &mut client_params).await {
+                    // The transaction is done; only the server connection is lost.
+                    held = None;
+                }
                 pool.stats.transactions.inc();
                 crate::metrics::pool::transaction(pool, relay_started, tenant.as_ref()); // metrics hook
                 tracker.reset();
-                if database.mode == PoolMode::Transaction {
+                if database.mode != PoolMode::Session {
                     if let Some(server) = held.take() {
                         pool.checkin(server);
                     }
@@ -270,6 +301,21 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
                 }
             }
             Ok(Outcome::ClientGone) => break,
+            Ok(Outcome::TransactionBlock) => {
+                // Statement mode: the server goes back after each statement, so a
+                // transaction block cannot be kept; roll it back (on release).
+                let server = held.as_mut().expect("held during relay");
+                outbound.drop_output(&mut server.buf);
+                let error = ClientError::fatal(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    format!(
+                        "tenantpool: transaction blocks are not allowed in statement pool mode (database \"{}\"); run each statement on its own, or use pool_mode = \"transaction\"",
+                        database.name
+                    ),
+                );
+                send_error(&mut client, &error).await;
+                break;
+            }
             Err(e) => {
                 let error = relay_error_to_client(&e);
                 tracing::warn!(pool = %pool.name, error = %e, "closing client after relay error");
@@ -315,7 +361,7 @@ fn release_after_client(
     let quiet = inbound.nothing_in_flight() && outbound.is_drained(&server.buf);
     let statement = if quiet && tracker.is_idle() {
         match mode {
-            PoolMode::Transaction => {
+            PoolMode::Transaction | PoolMode::Statement => {
                 pool.checkin(server);
                 return;
             }
@@ -323,7 +369,7 @@ fn release_after_client(
         }
     } else if quiet && tracker.is_idle_in_transaction() {
         match mode {
-            PoolMode::Transaction => reset::ROLLBACK,
+            PoolMode::Transaction | PoolMode::Statement => reset::ROLLBACK,
             PoolMode::Session => reset::ROLLBACK_AND_RESET,
         }
     } else {
@@ -344,12 +390,32 @@ fn release_after_client(
     });
 }
 
+/// Reads back the tracked settings the server does not report, after a
+/// transaction whose SQL may have changed them. False: the connection failed.
+async fn read_back_extras(server: &mut ServerConn, params: &mut ClientParams) -> bool {
+    let names: Vec<String> = params
+        .tracked()
+        .extras()
+        .map(|(_, n)| n.to_owned())
+        .collect();
+    for name in names {
+        // Names are validated as [A-Za-z0-9_.] when the configuration is loaded.
+        let sql = format!("SELECT pg_catalog.current_setting('{name}', true)");
+        match crate::pool::simple_query::run(server, &sql).await {
+            Ok((true, Some(value))) => params.learn(&mut server.params, &name, &value),
+            Ok((true, None)) => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
 fn relay_error_to_client(e: &RelayError) -> ClientError {
     match e {
         RelayError::ClientProtocol(f) => ClientError::fatal(sqlstate::PROTOCOL_VIOLATION, f.to_string()),
         RelayError::Server(crate::relay::OutboundError::TenantSet(fields)) => ClientError::fatal(
             sqlstate::CONNECTION_FAILURE,
-            "tenantpool: could not set the tenant on the server connection; the connection was closed",
+            "tenantpool: could not prepare the server connection (tenant or session settings); the connection was closed",
         )
         .with_detail(fields.to_string()),
         other => ClientError::fatal(

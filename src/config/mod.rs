@@ -125,6 +125,10 @@ pub struct PoolerConfig {
     /// statement modes (least recently used closed first). 0 turns the rewriting
     /// off: statements then pass through as in PgBouncer before 1.21. Default 200.
     pub max_prepared_statements: usize,
+    /// Settings kept per client in transaction and statement modes, beyond those
+    /// the server reports itself (application_name, client_encoding, DateStyle,
+    /// IntervalStyle, TimeZone, standard_conforming_strings). Default `["search_path"]`.
+    pub track_extra_parameters: Vec<String>,
     /// TLS for clients; absent: SSLRequest is answered `N`.
     pub tls: Option<ClientTlsConfig>,
     /// Ask for a cleartext password (a JWT) over plain TCP from a non-loopback
@@ -208,6 +212,7 @@ impl Default for PoolerConfig {
             server_lifetime: Duration::from_secs(3600),
             worker_threads: None,
             max_prepared_statements: 200,
+            track_extra_parameters: vec!["search_path".to_owned()],
             tls: None,
             allow_cleartext_over_network: false,
             admin_users: Vec::new(),
@@ -244,6 +249,9 @@ pub enum PoolMode {
     Transaction,
     /// Per client connection.
     Session,
+    /// Per statement (PgBouncer's): the server returns after each statement, and
+    /// transaction blocks are refused.
+    Statement,
 }
 
 impl PoolMode {
@@ -251,6 +259,7 @@ impl PoolMode {
         match self {
             PoolMode::Transaction => "transaction",
             PoolMode::Session => "session",
+            PoolMode::Statement => "statement",
         }
     }
 }

@@ -75,6 +75,34 @@ pub fn validate(config: &Config, file: &str) -> Result<(), ConfigError> {
             ));
         }
     }
+    for (i, name) in p.track_extra_parameters.iter().enumerate() {
+        let valid = name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && name.len() <= 63
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+        let key = format!("pooler.track_extra_parameters[{i}]");
+        if !valid {
+            return Err(invalid(&key, format!("\"{name}\" is not a setting name")));
+        }
+        // The tenant setting is the pooler's to set, never a client's to keep.
+        let tenant_setting = config.databases.values().filter_map(|d| d.tenant.as_ref());
+        if let Some(t) = tenant_setting
+            .into_iter()
+            .find(|t| t.setting.eq_ignore_ascii_case(name))
+        {
+            return Err(invalid(
+                &key,
+                format!(
+                    "\"{}\" is a tenant setting; it cannot be tracked per client",
+                    t.setting
+                ),
+            ));
+        }
+    }
     let mut names = HashSet::new();
     for (i, user) in config.users.iter().enumerate() {
         let key = format!("users[{i}]");

@@ -9,7 +9,7 @@ use bytes::BytesMut;
 
 use super::Pool;
 use crate::net::Stream;
-use crate::relay::ServerStatements;
+use crate::relay::{ServerParams, ServerStatements};
 use crate::server::{BackendKey, LoggedIn};
 use crate::tenant::signed::BackendIdentity;
 use crate::tenant::ServerTenant;
@@ -37,6 +37,8 @@ pub struct ServerConn {
     pub identity: Option<BackendIdentity>,
     /// Named statements prepared on it (by their content-derived names).
     pub statements: ServerStatements,
+    /// Session settings of clients' it holds (transaction and statement modes).
+    pub params: ServerParams,
     /// Process-unique id, for logs and admin views.
     pub id: u64,
     pub created: Instant,
@@ -58,6 +60,7 @@ impl ServerConn {
             key: logged_in.key,
             identity: None,
             statements: ServerStatements::default(),
+            params: ServerParams::default(),
             id,
             created: now,
             last_used: now,

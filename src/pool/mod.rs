@@ -11,7 +11,7 @@
 pub mod conn;
 mod maintain;
 pub mod reset;
-mod simple_query;
+pub mod simple_query;
 pub mod snapshot;
 pub mod stats;
 

@@ -18,10 +18,13 @@ const RESET_TIMEOUT: Duration = Duration::from_secs(5);
 /// Runs each statement and returns the connection if all ended idle without
 /// error; `None` means it was closed.
 pub async fn run(mut conn: ServerConn, statements: &[&str]) -> Option<ServerConn> {
-    // Whatever happens below, nothing vouches for the tenant setting any more,
-    // and DISCARD ALL drops every prepared statement.
+    // Whatever happens below, nothing vouches for the tenant setting any more.
+    // DISCARD ALL drops every prepared statement and setting; ROLLBACK keeps them.
     conn.tenant = ServerTenant::Unknown;
-    conn.statements.clear();
+    if statements.contains(&"DISCARD ALL") {
+        conn.statements.clear();
+        conn.params.clear();
+    }
     let all = async {
         for sql in statements {
             if !super::simple_query::run(&mut conn, sql).await?.0 {

@@ -12,6 +12,7 @@ use crate::cancel::CancelRegistry;
 use crate::config::{Config, DatabaseConfig, PoolMode, TenantSource};
 use crate::metrics::Metrics;
 use crate::pool::{Pool, PoolSettings};
+use crate::relay::params::Tracked;
 use crate::server::ServerTarget;
 use crate::tenant::TenantPolicy;
 use crate::tls::{ClientTls, ServerTlsConnector};
@@ -42,6 +43,8 @@ pub struct Shared {
     /// The Prometheus endpoint and recorder, when `[metrics]` is configured.
     /// Made at start and kept by every later generation.
     pub metrics: Option<Arc<Metrics>>,
+    /// Session settings kept per client (`track_extra_parameters` and the reported ones).
+    pub tracked: Arc<Tracked>,
 }
 
 impl Shared {
@@ -170,13 +173,14 @@ impl Shared {
             );
         }
         Ok(Shared {
-            config,
             users,
             databases,
             cancel: previous.map_or_else(Default::default, |s| Arc::clone(&s.cancel)),
             mock_key: previous.map_or_else(rand::random, |s| s.mock_key),
             tls,
             metrics,
+            tracked: Arc::new(Tracked::new(&config.pooler.track_extra_parameters)),
+            config,
         })
     }
 }

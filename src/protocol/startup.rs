@@ -140,6 +140,34 @@ fn take_cstr<'a>(rest: &mut &'a [u8]) -> Result<&'a str, StartupError> {
     Ok(s)
 }
 
+/// `pg_split_opts`: the words of the `options` startup parameter, split at
+/// unescaped whitespace (PostgreSQL's `[ \t\n\r\f\v]`); a backslash escapes the next byte.
+pub fn split_options(s: &[u8]) -> Vec<Vec<u8>> {
+    let is_space = |b: u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c);
+    let mut args = Vec::new();
+    let mut i = 0;
+    loop {
+        while i < s.len() && is_space(s[i]) {
+            i += 1;
+        }
+        if i >= s.len() {
+            return args;
+        }
+        let mut word = Vec::new();
+        let mut escaped = false;
+        while i < s.len() && (escaped || !is_space(s[i])) {
+            if !escaped && s[i] == b'\\' {
+                escaped = true;
+            } else {
+                escaped = false;
+                word.push(s[i]);
+            }
+            i += 1;
+        }
+        args.push(word);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

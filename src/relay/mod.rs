@@ -12,6 +12,7 @@
 
 pub mod inbound;
 pub mod outbound;
+pub mod params;
 pub mod prepared;
 pub mod refuse;
 pub mod track;
@@ -26,6 +27,7 @@ use tokio_util::io::poll_read_buf;
 
 pub use inbound::ClientHalf;
 pub use outbound::{OutboundError, ServerHalf};
+pub use params::{ClientParams, ServerParams};
 pub use prepared::{ClientStatements, Prepared, ServerStatements};
 pub use track::Tracker;
 
@@ -41,6 +43,8 @@ pub enum Outcome {
     Idle,
     /// The client closed, sent Terminate, or broke its socket.
     ClientGone,
+    /// Statement mode: the client opened a transaction block (not yet told).
+    TransactionBlock,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +159,10 @@ impl Relay<'_> {
                     Poll::Ready(Ok(0)) => return Poll::Ready(Err(RelayError::ServerClosed)),
                     Poll::Ready(Ok(_)) => {
                         self.scan_server()?;
+                        if self.outbound.transaction_block {
+                            self.outbound.transaction_block = false;
+                            return Poll::Ready(Ok(Outcome::TransactionBlock));
+                        }
                         progress = true;
                     }
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(RelayError::ServerIo(e))),

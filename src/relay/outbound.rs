@@ -20,7 +20,7 @@ pub enum OutboundError {
     Frame(#[from] FrameError),
     #[error("server sent an oversized '{}' message where a small one was expected", char::from(*.0))]
     Oversized(u8),
-    #[error("setting the tenant failed: {0}")]
+    #[error("preparing the server connection (tenant or session settings) failed: {0}")]
     TenantSet(ErrorFields),
 }
 
@@ -31,8 +31,15 @@ pub struct ServerHalf {
     ready: usize,
     body_left: usize,
     need: usize,
-    /// The answer to an injected SET is still to come and must not reach the client.
-    pub swallowing: bool,
+    /// Answers to queries of the pooler's own (tenant SET, session settings) still
+    /// to come, each up to its ReadyForQuery; they must not reach the client.
+    pub swallowing: u8,
+    /// Statement mode: a ReadyForQuery inside a transaction block is not relayed,
+    /// and this is set instead.
+    pub refuse_transactions: bool,
+    pub transaction_block: bool,
+    /// ParameterStatus the server sent the client (a setting changed): (name, value).
+    pub reported: Vec<(String, String)>,
 }
 
 impl ServerHalf {
@@ -56,7 +63,7 @@ impl ServerHalf {
     /// Whether everything read has been written and no message is cut.
     #[inline]
     pub fn is_drained(&self, buf: &BytesMut) -> bool {
-        buf.is_empty() && self.body_left == 0 && !self.swallowing
+        buf.is_empty() && self.body_left == 0 && self.swallowing == 0
     }
 
     /// `n` bytes were written to the client.
@@ -98,7 +105,8 @@ impl ServerHalf {
             let total = header.total_len();
             // Messages that end a request are held whole, so that answers the pooler
             // gives itself can be placed right after them. They are all small.
-            let held = self.swallowing || ends_a_request(header.tag);
+            let ends = ends_a_request(header.tag);
+            let held = self.swallowing > 0 || ends || header.tag == tag::PARAMETER_STATUS;
             if held {
                 if header.body_len > MAX_HELD.max(max_message) {
                     return Err(OutboundError::Oversized(header.tag));
@@ -109,7 +117,7 @@ impl ServerHalf {
                 }
                 self.need = 0;
             }
-            if self.swallowing {
+            if self.swallowing > 0 {
                 // Our SET went first, so its answer is at the front of the buffer.
                 debug_assert_eq!(self.ready, 0);
                 match header.tag {
@@ -117,11 +125,11 @@ impl ServerHalf {
                         let fields = backend::decode_error_fields(&buf[HEADER_LEN..total]);
                         return Err(OutboundError::TenantSet(fields));
                     }
-                    tag::READY_FOR_QUERY => self.swallowing = false,
+                    tag::READY_FOR_QUERY => self.swallowing -= 1,
                     _ => {} // CommandComplete "SET", or a notice
                 }
                 buf.advance(total);
-                if !self.swallowing {
+                if self.swallowing == 0 {
                     // Answers the pooler gave itself meanwhile now go first.
                     self.emit_synthetic(buf, tracker);
                 }
@@ -133,6 +141,23 @@ impl ServerHalf {
                 0
             };
             let disposition = tracker.on_message(header.tag, status);
+            if status != 0 && status != b'I' && self.refuse_transactions {
+                // Statement mode: the client opened a transaction block. It never
+                // sees this ReadyForQuery; the session refuses it and rolls back.
+                refuse::splice(buf, self.ready, total, &[]);
+                self.transaction_block = true;
+                return Ok(());
+            }
+            if header.tag == tag::PARAMETER_STATUS {
+                let body = &buf[self.ready + HEADER_LEN..self.ready + total];
+                let mut parts = body.split(|&b| b == 0);
+                if let (Some(name), Some(value)) = (parts.next(), parts.next()) {
+                    self.reported.push((
+                        String::from_utf8_lossy(name).into_owned(),
+                        String::from_utf8_lossy(value).into_owned(),
+                    ));
+                }
+            }
             if let (Some(failed), Some(p)) = (&disposition.failed, prepared.as_deref_mut()) {
                 // A Parse failed: the server does not have that statement, nor the client its name.
                 p.server.remove(&failed.server_name);
@@ -172,10 +197,17 @@ impl ServerHalf {
                 self.ready += HEADER_LEN;
                 self.body_left = header.body_len;
             }
-            if held {
+            if ends {
                 self.emit_synthetic(buf, tracker);
             }
         }
+    }
+
+    /// Drops what was framed but not yet written to the client (statement mode's
+    /// refused transaction block: the client is told why instead).
+    pub fn drop_output(&mut self, buf: &mut BytesMut) {
+        buf.advance(self.ready);
+        self.ready = 0;
     }
 
     /// Places the answers the pooler gives itself, whose turn has come, at the
@@ -192,7 +224,7 @@ impl ServerHalf {
     /// Answers the pooler gives itself when nothing from the server precedes
     /// them (called after the client's messages were framed).
     pub fn emit_pending(&mut self, buf: &mut BytesMut, tracker: &mut Tracker) {
-        if self.body_left == 0 && !self.swallowing {
+        if self.body_left == 0 && self.swallowing == 0 {
             self.emit_synthetic(buf, tracker);
         }
     }
@@ -220,7 +252,7 @@ mod tests {
     #[test]
     fn swallows_set_answer_and_relays_the_rest() {
         let mut half = ServerHalf {
-            swallowing: true,
+            swallowing: 1,
             ..Default::default()
         };
         let mut t = Tracker::default();
@@ -236,7 +268,7 @@ mod tests {
         .concat();
         buf.extend_from_slice(&answer);
         half.scan(&mut buf, &mut t, None, 1024, None).unwrap();
-        assert!(!half.swallowing);
+        assert_eq!(half.swallowing, 0);
         assert_eq!(half.ready_bytes(&buf), &answer[..]);
         assert!(t.is_idle());
     }
@@ -244,7 +276,7 @@ mod tests {
     #[test]
     fn set_failure_is_reported() {
         let mut half = ServerHalf {
-            swallowing: true,
+            swallowing: 1,
             ..Default::default()
         };
         let mut buf = BytesMut::new();

@@ -44,6 +44,8 @@ pub struct ClientHalf {
     discard_left: usize,
     /// The client sent Terminate.
     pub terminated: bool,
+    /// Tracked session settings, when the client's are kept across server connections.
+    pub watch: Option<std::sync::Arc<crate::relay::params::Tracked>>,
 }
 
 impl ClientHalf {
@@ -172,6 +174,17 @@ impl ClientHalf {
                     if query {
                         // A simple Query destroys the unnamed statement.
                         tracker.unnamed_parsed = false;
+                    }
+                    if let Some(watch) = &self.watch {
+                        let touched = !whole || {
+                            let body = &self.buf[self.ready + HEADER_LEN..self.ready + total];
+                            watch.may_change_extra(if query {
+                                frontend::query_text(body)
+                            } else {
+                                frontend::parse_query_text(body).unwrap_or(body)
+                            })
+                        };
+                        tracker.params_touched |= touched;
                     }
                     if let Some(policy) = policy {
                         if whole {

@@ -110,6 +110,9 @@ pub struct Tracker {
     /// This transaction sent a Parse of the unnamed statement (so a Bind of it
     /// refers to the client's own, not one a previous client left on the server).
     pub unnamed_parsed: bool,
+    /// SQL that may change a tracked setting the server does not report ran:
+    /// read those back after the transaction.
+    pub params_touched: bool,
 }
 
 impl Default for Tracker {
@@ -124,6 +127,7 @@ impl Default for Tracker {
             tenant_tainted: false,
             refusals: 0,
             unnamed_parsed: false,
+            params_touched: false,
         }
     }
 }
@@ -307,6 +311,7 @@ impl Tracker {
         self.tenant_tainted = false;
         self.refusals = 0;
         self.unnamed_parsed = false;
+        self.params_touched = false;
     }
 }
 

@@ -1,7 +1,7 @@
 //! Startup parameters that would set the tenant setting or the role.
 
-use super::lex::is_space;
 use super::{Guard, ROLE, SESSION_AUTHORIZATION};
+use crate::protocol::startup::split_options;
 
 impl Guard {
     /// A startup parameter or `-c` name that sets the setting or the role.
@@ -60,31 +60,5 @@ impl Guard {
             }
         }
         false
-    }
-}
-
-/// `pg_split_opts`: words split at unescaped whitespace; a backslash escapes the next byte.
-fn split_options(s: &[u8]) -> Vec<Vec<u8>> {
-    let mut args = Vec::new();
-    let mut i = 0;
-    loop {
-        while i < s.len() && is_space(s[i]) {
-            i += 1;
-        }
-        if i >= s.len() {
-            return args;
-        }
-        let mut word = Vec::new();
-        let mut escaped = false;
-        while i < s.len() && (escaped || !is_space(s[i])) {
-            if !escaped && s[i] == b'\\' {
-                escaped = true;
-            } else {
-                escaped = false;
-                word.push(s[i]);
-            }
-            i += 1;
-        }
-        args.push(word);
     }
 }
