@@ -41,8 +41,11 @@ enum Command {
 /// Logs to stderr: `RUST_LOG` if set, else the configured level; text or JSON.
 fn init_logging(level: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // Colours only for a terminal: a log file or collector must not get escape codes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -109,27 +112,33 @@ fn main() -> ExitCode {
 }
 
 async fn serve(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Before the listener exists: once clients can connect, a SIGHUP must reload,
+    // not kill the process (the default action of all three signals).
+    let signals = (
+        signal(SignalKind::hangup())?,
+        signal(SignalKind::terminate())?,
+        signal(SignalKind::interrupt())?,
+    );
     let pooler = Pooler::bind_file(path).await?;
     tracing::info!(addr = %pooler.local_addr(), unix = ?pooler.unix_socket_path(), version = env!("CARGO_PKG_VERSION"), "tenantpool listening");
     let control = std::sync::Arc::clone(pooler.control());
-    tokio::spawn(handle_signals(control));
+    tokio::spawn(handle_signals(control, signals));
     pooler.run(std::future::pending()).await;
     tracing::info!("tenantpool stopped");
     Ok(())
 }
 
+type Signals = (
+    tokio::signal::unix::Signal,
+    tokio::signal::unix::Signal,
+    tokio::signal::unix::Signal,
+);
+
 /// SIGHUP reloads the configuration; SIGTERM drains (transactions finish within
 /// `shutdown_timeout`); SIGINT (Ctrl-C) closes everything at once.
-async fn handle_signals(control: std::sync::Arc<tenantpool::pooler::Control>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
+async fn handle_signals(control: std::sync::Arc<tenantpool::pooler::Control>, signals: Signals) {
+    let (mut hup, mut term, mut int) = signals;
     loop {
         tokio::select! {
             _ = hup.recv() => { let _ = control.reload().await; }

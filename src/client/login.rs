@@ -43,11 +43,32 @@ pub enum LoggedIn {
     },
 }
 
+/// Who a login attempt said it was, for the log line of a refusal.
+#[derive(Default)]
+struct Attempt {
+    user: String,
+    database: String,
+}
+
 /// Runs the handshake. `Ok(None)`: the connection was a cancel request, or the
-/// client left; nothing more to do.
+/// client left; nothing more to do. Every refusal after the startup packet is
+/// logged here, once, with the client's address.
 pub async fn login(
     stream: &mut Stream,
     shared: &Arc<Shared>,
+) -> Result<Option<LoggedIn>, ClientError> {
+    let mut attempt = Attempt::default();
+    let result = handshake(stream, shared, &mut attempt).await;
+    if let (Err(e), false) = (&result, attempt.user.is_empty()) {
+        tracing::info!(user = %attempt.user, database = %attempt.database, peer = %stream.peer(), outcome = "refused", reason = %e, "client login");
+    }
+    result
+}
+
+async fn handshake(
+    stream: &mut Stream,
+    shared: &Arc<Shared>,
+    attempt: &mut Attempt,
 ) -> Result<Option<LoggedIn>, ClientError> {
     let pooler = &shared.config.pooler;
     let startup = match read_first(
@@ -77,6 +98,8 @@ pub async fn login(
         .get("database")
         .filter(|d| !d.is_empty())
         .unwrap_or(&shown_user);
+    attempt.user.clone_from(&shown_user);
+    attempt.database = db_name.to_owned();
     if db_name == ADMIN_DATABASE {
         return admin_login(stream, shared, &shown_user).await;
     }
@@ -186,7 +209,6 @@ pub async fn login(
         }
         Err(AuthFail::Refused(e)) => {
             counted.auth_failed(jwt.is_some(), &e); // metrics hook
-            tracing::info!(user = %shown_user, database = %db_name, outcome = "refused", reason = %e, "client login");
             return Err(e);
         }
     }
@@ -264,19 +286,11 @@ async fn admin_login(
         }
         Err(AuthFail::Refused(e)) => {
             counted.auth_failed(false, &e); // metrics hook
-            tracing::info!(user, database = ADMIN_DATABASE, outcome = "refused", reason = %e, "client login");
             return Err(e);
         }
     }
     // Checked after the password, so the console does not reveal who is an admin.
     if !shared.is_admin(user) {
-        tracing::info!(
-            user,
-            database = ADMIN_DATABASE,
-            outcome = "refused",
-            reason = "not an admin user",
-            "client login"
-        );
         return Err(ClientError::fatal(
             sqlstate::INSUFFICIENT_PRIVILEGE,
             format!(

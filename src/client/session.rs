@@ -146,7 +146,8 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
                 }
             }
         }
-        if held.is_none() {
+        // (In session mode, at each transaction's first message too.)
+        if held.is_none() || inbound.has_input() {
             match control.current().database(&database.name) {
                 Some(now) if Arc::ptr_eq(now, &database) => {}
                 Some(now) if Arc::ptr_eq(&now.pool, &database.pool) => {

@@ -106,7 +106,14 @@ impl Control {
                 tracing::info!(file = %path.display(), %summary, "configuration reloaded")
             }
             Err(e) => {
-                tracing::error!(file = %path.display(), error = %e, "configuration reload rejected; keeping the previous configuration")
+                // A TOML parse error spans lines (it quotes the spot); keep the log line one line.
+                let reason = e
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                tracing::error!(file = %path.display(), error = %reason, "configuration reload rejected; keeping the previous configuration")
             }
         }
         result
@@ -115,11 +122,31 @@ impl Control {
     /// Makes a validated configuration live, keeping what can be kept.
     pub fn apply(&self, config: Config) -> Result<String, String> {
         let old = self.current();
-        if config.pooler.listen != old.config.pooler.listen
-            || config.pooler.unix_socket_dir != old.config.pooler.unix_socket_dir
-            || config.pooler.max_client_connections != old.config.pooler.max_client_connections
-        {
-            tracing::warn!("listen, unix_socket_dir and max_client_connections take effect only after a restart");
+        let (was, is) = (&old.config.pooler, &config.pooler);
+        let restart_only = [
+            ("pooler.listen", was.listen != is.listen),
+            (
+                "pooler.unix_socket_dir",
+                was.unix_socket_dir != is.unix_socket_dir,
+            ),
+            (
+                "pooler.max_client_connections",
+                was.max_client_connections != is.max_client_connections,
+            ),
+            (
+                "pooler.worker_threads",
+                was.worker_threads != is.worker_threads,
+            ),
+            ("pooler.log_level", was.log_level != is.log_level),
+            ("pooler.log_format", was.log_format != is.log_format),
+        ];
+        let changed: Vec<&str> = restart_only
+            .iter()
+            .filter(|(_, changed)| *changed)
+            .map(|(key, _)| *key)
+            .collect();
+        if !changed.is_empty() {
+            tracing::warn!(keys = %changed.join(", "), "changed settings that take effect only after a restart");
         }
         let new = Shared::build(config, Some(&old)).map_err(|e| e.to_string())?;
         let mut retired = Vec::new();

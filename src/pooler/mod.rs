@@ -163,8 +163,8 @@ impl Pooler {
                     clients = control.clients.len(),
                     "shutdown_timeout passed; closing the remaining clients"
                 );
+                control.shutdown(true);
             }
-            control.shutdown(true);
         }
         if tokio::time::timeout(KILL_GRACE, tasks.wait())
             .await

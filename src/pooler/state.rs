@@ -109,6 +109,9 @@ impl Shared {
             },
         };
         let mut databases = HashMap::new();
+        // Kept pools get their new settings only once the whole generation is
+        // built: a reload that fails half-way must change nothing.
+        let mut resized = Vec::new();
         for (name, db) in &config.databases {
             let settings = PoolSettings {
                 size: db.pool_size,
@@ -125,7 +128,7 @@ impl Shared {
                 .map(|old| Arc::clone(&old.pool));
             let pool = match kept {
                 Some(pool) => {
-                    pool.update_settings(settings);
+                    resized.push((Arc::clone(&pool), settings));
                     pool
                 }
                 None => {
@@ -172,6 +175,9 @@ impl Shared {
                 }),
             );
         }
+        for (pool, settings) in resized {
+            pool.update_settings(settings);
+        }
         Ok(Shared {
             users,
             databases,
@@ -185,7 +191,10 @@ impl Shared {
     }
 }
 
-/// Whether a pool built for `old` can serve `new`: same server, login and TLS.
+/// Whether a pool built for `old` can serve `new`: same server, login and TLS,
+/// and the same tenant setting (its connections' record of which tenant the
+/// setting holds is about that setting; with another one, or none, they could
+/// serve a client under a tenant that is not its own).
 /// (`connect_timeout` is per pool too, but not worth dropping connections for.)
 fn same_server(old: &DatabaseConfig, new: &DatabaseConfig, pool: &Pool) -> bool {
     !pool.is_retired()
@@ -196,6 +205,6 @@ fn same_server(old: &DatabaseConfig, new: &DatabaseConfig, pool: &Pool) -> bool 
         && old.password == new.password
         && old.tls == new.tls
         && old.tls_ca_file == new.tls_ca_file
-        && old.tenant.as_ref().map(|t| t.signed_context)
-            == new.tenant.as_ref().map(|t| t.signed_context)
+        && old.tenant.as_ref().map(|t| (&t.setting, t.signed_context))
+            == new.tenant.as_ref().map(|t| (&t.setting, t.signed_context))
 }
