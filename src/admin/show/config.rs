@@ -134,6 +134,13 @@ fn pooler_rows(p: &PoolerConfig, out: &mut Vec<ConfigRow>) {
     r.add("max_message_size", true, |p| {
         some(p.max_message_size.to_string())
     });
+    // Both for clients that log in after a reload.
+    r.add("max_prepared_statements", true, |p| {
+        some(p.max_prepared_statements.to_string())
+    });
+    r.add("track_extra_parameters", true, |p| {
+        some(p.track_extra_parameters.join(","))
+    });
     r.add("client_login_timeout", true, |p| {
         some(format::duration(p.client_login_timeout))
     });
