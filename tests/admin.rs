@@ -335,6 +335,11 @@ async fn pools_clients_servers_tenants_and_stats_show_a_transaction_in_flight() 
         let stats = show(&admin, "STATS").await;
         let app = one(&stats, "database", "app");
         assert!(num(app, "total_xact_count") >= 1, "{app:?}");
+        assert!(num(app, "total_query_count") >= 1, "{app:?}");
+        assert!(
+            num(app, "total_received") > 0 && num(app, "total_sent") > 0,
+            "{app:?}"
+        );
         assert_eq!(num(app, "total_tenant_set_count"), 1);
         assert_eq!(num(app, "total_server_connect_count"), 1);
         assert_eq!(num(app, "total_server_connect_errors"), 0);

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{Harness, PASSWORD};
+use common::{sqlstate, Harness, PASSWORD};
 use tenantpool::config::MetricsConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -247,6 +247,55 @@ async fn tenant_set_affinity_and_login_outcomes_are_counted() {
     assert_eq!(logins(&after, "refused") - logins(&before, "refused"), 1.0);
     // Errors are process-wide (other tests in this binary add to them too).
     assert!(errors_28(&after) >= errors_28(&before) + 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_bytes_server_errors_and_guard_refusals_are_counted() {
+    let h = start(5, 0).await;
+    let client = h.connect("app.acme", "app").await;
+    // 3 simple queries, 2 extended executes, one division by zero (22012), one
+    // refused SET of the tenant setting (42501 from the guard).
+    for _ in 0..3 {
+        client.simple_query("select 1").await.unwrap();
+    }
+    let one: i32 = client
+        .query_one("select $1::int", &[&1])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(one, 1);
+    assert!(client.simple_query("select 1/0").await.is_err());
+    let refused = client
+        .simple_query("set app.current_tenant = 'globex'")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&refused).as_deref(), Some("42501"));
+    let big = "x".repeat(50_000);
+    let echoed: String = client
+        .query_one("select $1::text", &[&big])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(echoed.len(), big.len());
+
+    // Counted when each transaction ends, which is just after the client has
+    // its answer: wait for the last one.
+    wait_until("the last transaction's counts", || async {
+        Scrape::take(&h)
+            .await
+            .app("tenantpool_pool_queries_total", &[])
+            >= 7.0
+    })
+    .await;
+    let s = Scrape::take(&h).await;
+    assert_eq!(s.app("tenantpool_pool_queries_total", &[]), 7.0);
+    assert!(s.app("tenantpool_pool_received_bytes_total", &[]) > 50_000.0);
+    assert!(s.app("tenantpool_pool_sent_bytes_total", &[]) > 50_000.0);
+    assert_eq!(
+        s.app("tenantpool_pool_server_errors_total", &[("class", "22")]),
+        1.0
+    );
+    assert_eq!(s.app("tenantpool_tenant_guard_refusals_total", &[]), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -117,7 +117,7 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
                             .await;
                     match read {
                         Ok(0) | Err(_) => break,
-                        Ok(_) => {}
+                        Ok(n) => tracker.counts.received += n as u64,
                     }
                     // Terminate is not for the server; nothing else is looked at
                     // until a server is held (statement names depend on it).
@@ -280,6 +280,7 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
             tracker.tenant_tainted = false;
         }
 
+        pool.stats.add_relay_counts(&mut tracker.counts);
         for (name, value) in outbound.reported.drain(..) {
             client_params.learn(&mut server.params, &name, &value);
         }

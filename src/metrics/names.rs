@@ -108,6 +108,26 @@ pub const SERVER_CONNECT_ERRORS: Family = counter(
     "tenantpool_pool_server_connect_errors_total",
     "Server connection attempts that failed (connect, TLS or login).",
 );
+pub const QUERIES: Family = counter(
+    "tenantpool_pool_queries_total",
+    "Statements relayed: simple Queries, extended-protocol Executes and function calls.",
+);
+pub const RECEIVED_BYTES: Family = counter(
+    "tenantpool_pool_received_bytes_total",
+    "Bytes received from clients (counted per transaction).",
+);
+pub const SENT_BYTES: Family = counter(
+    "tenantpool_pool_sent_bytes_total",
+    "Bytes sent to clients from the server (counted per transaction).",
+);
+pub const SERVER_ERRORS: Family = counter(
+    "tenantpool_pool_server_errors_total",
+    "Server ErrorResponses relayed to clients, by SQLSTATE class (its first two characters).",
+);
+pub const GUARD_REFUSALS: Family = counter(
+    "tenantpool_tenant_guard_refusals_total",
+    "Statements the tenant-context guard refused (SQLSTATE 42501).",
+);
 pub const TENANT_SET: Family = counter(
     "tenantpool_tenant_set_total",
     "Transactions that needed the tenant SET (result=\"sent\") or found the server already set (result=\"skipped\", an affinity hit).",
@@ -167,6 +187,11 @@ pub const ALL: &[Family] = &[
     TRANSACTIONS,
     WAIT_TIMEOUTS,
     SERVER_CONNECT_ERRORS,
+    QUERIES,
+    RECEIVED_BYTES,
+    SENT_BYTES,
+    SERVER_ERRORS,
+    GUARD_REFUSALS,
     TENANT_SET,
     WAIT_SECONDS,
     TRANSACTION_SECONDS,

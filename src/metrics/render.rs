@@ -97,7 +97,7 @@ pub(super) fn render(metrics: &Metrics, control: &Control) -> String {
         }),
         (&names::PAUSED, |r| f64::from(u8::from(r.snap.paused))),
     ];
-    let counters: [Column; 4] = [
+    let counters: [Column; 8] = [
         (&names::FULL_SECONDS, |r| r.m.full_seconds()),
         (&names::TRANSACTIONS, |r| r.stats.transactions.get() as f64),
         (&names::WAIT_TIMEOUTS, |r| {
@@ -106,11 +106,26 @@ pub(super) fn render(metrics: &Metrics, control: &Control) -> String {
         (&names::SERVER_CONNECT_ERRORS, |r| {
             r.stats.server_connect_errors.get() as f64
         }),
+        (&names::QUERIES, |r| r.stats.queries.get() as f64),
+        (&names::RECEIVED_BYTES, |r| {
+            r.stats.bytes_received.get() as f64
+        }),
+        (&names::SENT_BYTES, |r| r.stats.bytes_sent.get() as f64),
+        (&names::GUARD_REFUSALS, |r| {
+            r.stats.guard_refusals.get() as f64
+        }),
     ];
     for (family, value) in gauges.iter().chain(&counters) {
         header(&mut out, family);
         for r in &rows {
             sample(&mut out, family.name, &r.m.labels, value(r));
+        }
+    }
+    header(&mut out, &names::SERVER_ERRORS);
+    for r in &rows {
+        for (class, n) in r.stats.server_errors() {
+            let l = format!("{},{}", r.m.labels, labels(&[("class", &class)]));
+            sample(&mut out, names::SERVER_ERRORS.name, &l, n);
         }
     }
     header(&mut out, &names::TENANT_SET);

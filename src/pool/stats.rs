@@ -12,6 +12,13 @@ impl Counter {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
 
+    #[inline]
+    pub fn add(&self, n: u64) {
+        if n > 0 {
+            self.0.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -32,6 +39,16 @@ pub struct PoolStats {
     pub server_connect_errors: Counter,
     /// Time to connect and log in to the server.
     pub connect_time: DurationStat,
+    /// Simple Queries, Executes and function calls relayed.
+    pub queries: Counter,
+    /// Bytes received from clients, and sent to them (as read from the server).
+    pub bytes_received: Counter,
+    pub bytes_sent: Counter,
+    /// Statements the tenant-context guard refused.
+    pub guard_refusals: Counter,
+    /// Server ErrorResponses relayed to clients, by SQLSTATE class. Locked only
+    /// at the end of a transaction that had errors.
+    server_errors: std::sync::Mutex<std::collections::BTreeMap<[u8; 2], u64>>,
     /// Clients currently queued for a connection.
     waiting: AtomicU64,
 }
@@ -47,6 +64,31 @@ impl PoolStats {
 
     pub fn waiting(&self) -> u64 {
         self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Adds what a client's relays counted since the last call (once per transaction).
+    pub fn add_relay_counts(&self, counts: &mut crate::relay::track::Counts) {
+        self.queries.add(std::mem::take(&mut counts.queries));
+        self.bytes_received
+            .add(std::mem::take(&mut counts.received));
+        self.bytes_sent.add(std::mem::take(&mut counts.sent));
+        self.guard_refusals
+            .add(std::mem::take(&mut counts.guard_refusals));
+        if !counts.error_classes.is_empty() {
+            let mut errors = self.server_errors.lock().unwrap_or_else(|e| e.into_inner());
+            for class in counts.error_classes.drain(..) {
+                *errors.entry(class).or_default() += 1;
+            }
+        }
+    }
+
+    /// Server errors relayed, by SQLSTATE class.
+    pub fn server_errors(&self) -> Vec<(String, u64)> {
+        let errors = self.server_errors.lock().unwrap_or_else(|e| e.into_inner());
+        errors
+            .iter()
+            .map(|(c, n)| (String::from_utf8_lossy(c).into_owned(), *n))
+            .collect()
     }
 }
 

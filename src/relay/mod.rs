@@ -130,7 +130,8 @@ impl Relay<'_> {
                     Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
                         return Poll::Ready(Ok(Outcome::ClientGone))
                     }
-                    Poll::Ready(Ok(_)) => {
+                    Poll::Ready(Ok(n)) => {
+                        self.tracker.counts.received += n as u64;
                         self.scan_client()?;
                         progress = true;
                     }
@@ -157,7 +158,8 @@ impl Relay<'_> {
                 ServerHalf::reserve(&mut self.server.buf);
                 match poll_read_buf(Pin::new(&mut self.server.stream), cx, &mut self.server.buf) {
                     Poll::Ready(Ok(0)) => return Poll::Ready(Err(RelayError::ServerClosed)),
-                    Poll::Ready(Ok(_)) => {
+                    Poll::Ready(Ok(n)) => {
+                        self.tracker.counts.sent += n as u64;
                         self.scan_server()?;
                         if self.outbound.transaction_block {
                             self.outbound.transaction_block = false;

@@ -176,6 +176,12 @@ impl ServerHalf {
                     }
                 }
             }
+            if header.tag == tag::ERROR_RESPONSE {
+                let body = &buf[self.ready + HEADER_LEN..self.ready + total];
+                if let Some(class) = sqlstate_class(body) {
+                    tracker.counts.error_classes.push(class);
+                }
+            }
             if header.tag == tag::ERROR_RESPONSE && tracker.refusals > 0 {
                 // While refused statements are in flight, errors are checked for theirs.
                 let body = &buf[self.ready + HEADER_LEN..self.ready + total];
@@ -228,6 +234,19 @@ impl ServerHalf {
             self.emit_synthetic(buf, tracker);
         }
     }
+}
+
+/// The first two characters of an ErrorResponse's SQLSTATE (its `C` field).
+fn sqlstate_class(body: &[u8]) -> Option<[u8; 2]> {
+    let mut rest = body;
+    while let Some((&field, tail)) = rest.split_first() {
+        let end = memchr::memchr(0, tail)?;
+        if field == b'C' {
+            return tail.get(..2).and_then(|c| c.try_into().ok());
+        }
+        rest = &tail[end + 1..];
+    }
+    None
 }
 
 /// Messages that can end a request (and so change which request the next belongs to).

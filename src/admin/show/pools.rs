@@ -101,6 +101,15 @@ pub const STATS: &[Field<StatsRow>] = &[
     int("total_xact_count", |r| {
         r.pool.stats.transactions.get().into()
     }),
+    // PgBouncer's names: statements, and bytes from / to clients.
+    int("total_query_count", |r| r.pool.stats.queries.get().into()),
+    int("total_received", |r| {
+        r.pool.stats.bytes_received.get().into()
+    }),
+    int("total_sent", |r| r.pool.stats.bytes_sent.get().into()),
+    int("total_guard_refusals", |r| {
+        r.pool.stats.guard_refusals.get().into()
+    }),
     int("total_tenant_set_count", |r| {
         r.pool.stats.tenant_sets_sent.get().into()
     }),

@@ -171,6 +171,7 @@ impl ClientHalf {
                     }
                     self.need = 0;
                     let query = header.tag == tag::QUERY;
+                    tracker.counts.queries += u64::from(query);
                     if query {
                         // A simple Query destroys the unnamed statement.
                         tracker.unnamed_parsed = false;
@@ -234,7 +235,10 @@ impl ClientHalf {
                     tracker.sent(self.answer_to(header.tag));
                 }
                 tag::BIND | tag::DESCRIBE | tag::CLOSE => tracker.sent(self.answer_to(header.tag)),
-                tag::EXECUTE => tracker.sent(Answer::Execute),
+                tag::EXECUTE => {
+                    tracker.counts.queries += 1;
+                    tracker.sent(Answer::Execute)
+                }
                 tag::SYNC => tracker.sent(Answer::Sync),
                 tag::FLUSH => tracker.flush_sent(),
                 tag::FUNCTION_CALL => {
@@ -249,6 +253,7 @@ impl ClientHalf {
                     if policy.is_some() {
                         tracker.tenant_touched = true;
                     }
+                    tracker.counts.queries += 1;
                     tracker.sent(Answer::Query);
                 }
                 tag::COPY_DONE | tag::COPY_FAIL => tracker.copy_end_sent(),
@@ -319,6 +324,8 @@ impl ClientHalf {
         refuse::splice(&mut self.buf, self.ready, HEADER_LEN + held, &replacement);
         self.ready += replacement.len();
         tracker.refusals += 1;
+        // The pooler's own 42P05 for a duplicate statement name is not the guard's.
+        tracker.counts.guard_refusals += u64::from(code != refuse::DUPLICATE_STATEMENT);
         tracker.sent(if header.tag == tag::PARSE {
             Answer::Parse
         } else {

@@ -88,9 +88,26 @@ pub struct Disposition {
     pub failed: Option<ParseFailure>,
 }
 
+/// What one client's relays did since the session last took them: plain
+/// integers on the hot path, added to the pool's counters once per transaction.
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Simple Queries, Executes and function calls sent.
+    pub queries: u64,
+    /// Bytes read from the client, and from the server for the client.
+    pub received: u64,
+    pub sent: u64,
+    /// Statements the tenant-context guard refused.
+    pub guard_refusals: u64,
+    /// SQLSTATE classes of the server's ErrorResponses relayed to the client.
+    pub error_classes: Vec<[u8; 2]>,
+}
+
 #[derive(Debug)]
 pub struct Tracker {
     owed: VecDeque<Entry>,
+    /// Kept across transactions until the session takes them.
+    pub counts: Counts,
     /// Transaction status from the last ReadyForQuery: `I`, `T` or `E`.
     status: u8,
     /// Extended-protocol messages sent since the last Sync.
@@ -119,6 +136,7 @@ impl Default for Tracker {
     fn default() -> Self {
         Tracker {
             owed: VecDeque::new(),
+            counts: Counts::default(),
             status: b'I',
             batch_open: false,
             copy_ends: 0,
