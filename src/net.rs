@@ -101,46 +101,48 @@ impl Stream {
 
     /// Whether nothing has arrived (no data, no EOF, no error), without waiting.
     /// Used on idle pooled server connections, where anything at all means the
-    /// server closed it or spoke unasked. Costs no system call unless the reactor
-    /// saw the socket become readable. For TLS, records that carry no data
+    /// server closed it or spoke unasked. The kernel is asked (one non-blocking
+    /// `recv` with `MSG_PEEK`): the reactor's readiness can lag behind a FIN the
+    /// kernel already has when the runtime is busy, and lending a dead connection
+    /// would fail the client's transaction. For TLS, records that carry no data
     /// (session tickets, key updates) are processed and leave it quiet; data that
     /// did arrive is consumed, which is fine as the connection is then discarded.
     pub fn is_quiet(&mut self) -> bool {
+        use std::os::fd::AsRawFd;
         let mut cx = Context::from_waker(Waker::noop());
-        let (tcp, plain) = match self {
-            Stream::Tcp(s) => (&*s, true),
+        match self {
+            Stream::Tcp(s) => socket_is_quiet(s.as_raw_fd()),
+            Stream::Unix(s) => socket_is_quiet(s.as_raw_fd()),
             // Decrypted data already waiting, or the peer's close_notify.
-            Stream::ClientTls(s) if !s.get_ref().1.wants_read() => return false,
-            Stream::ServerTls(s) if !s.get_ref().1.wants_read() => return false,
-            Stream::ClientTls(s) => (s.get_ref().0, false),
-            Stream::ServerTls(s) => (s.get_ref().0, false),
-            Stream::Unix(s) => {
-                return match s.poll_read_ready(&mut cx) {
-                    Poll::Pending => true,
-                    Poll::Ready(Err(_)) => false,
-                    Poll::Ready(Ok(())) => {
-                        let mut probe = [0u8; 1];
-                        matches!(s.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-                    }
-                };
-            }
-            Stream::Closed => return false,
-        };
-        match tcp.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Err(_)) => false,
-            // Readiness may be stale; a read tells for sure.
-            Poll::Ready(Ok(())) if plain => {
-                let mut probe = [0u8; 1];
-                matches!(tcp.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-            }
-            Poll::Ready(Ok(())) => {
+            Stream::ClientTls(s) if !s.get_ref().1.wants_read() => false,
+            Stream::ServerTls(s) if !s.get_ref().1.wants_read() => false,
+            Stream::ClientTls(s) if socket_is_quiet(s.get_ref().0.as_raw_fd()) => true,
+            Stream::ServerTls(s) if socket_is_quiet(s.get_ref().0.as_raw_fd()) => true,
+            Stream::ClientTls(_) | Stream::ServerTls(_) => {
+                // Bytes arrived: a record without data leaves the stream pending.
                 let mut probe = [0u8; 1];
                 let mut buf = ReadBuf::new(&mut probe);
                 Pin::new(self).poll_read(&mut cx, &mut buf).is_pending()
             }
+            Stream::Closed => false,
         }
     }
+}
+
+/// Nothing to read on the socket, not even EOF or an error.
+fn socket_is_quiet(fd: std::os::fd::RawFd) -> bool {
+    let mut probe = 0u8;
+    // SAFETY: `fd` is an open socket owned by the caller's stream for the call's
+    // duration, and `probe` is a valid one-byte buffer.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            (&mut probe as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
 }
 
 fn closed() -> io::Error {
