@@ -29,7 +29,7 @@ async fn stand_in_server() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        let mut pid = 1000;
+        let mut pid: i32 = 1000;
         loop {
             let Ok((mut s, _)) = listener.accept().await else {
                 return;
@@ -47,7 +47,7 @@ async fn stand_in_server() -> SocketAddr {
                 let mut answer = Vec::new();
                 answer.extend_from_slice(&[b'R', 0, 0, 0, 8, 0, 0, 0, 0]);
                 answer.extend_from_slice(&[b'K', 0, 0, 0, 12]);
-                answer.extend_from_slice(&(pid as i32).to_be_bytes());
+                answer.extend_from_slice(&pid.to_be_bytes());
                 answer.extend_from_slice(&[1, 2, 3, 4]);
                 answer.extend_from_slice(&[b'Z', 0, 0, 0, 5, b'I']);
                 if s.write_all(&answer).await.is_err() {
