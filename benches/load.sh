@@ -23,6 +23,7 @@
 #   --idle N              idle clients in scenario 5 (default 10000)
 #   --burst N             clients in the scenario 7 burst (default 2000)
 #   --scenarios LIST      e.g. 1,3,7 (default all: 1-7)
+#   --clients LIST        client counts of scenario 1 (default "1 16 64 256")
 #   --target NAME=HOST:PORT[:PID]
 #                         an extra pooler for scenarios 1-4, already running and
 #                         pointed at the cluster (it must accept user bench,
@@ -41,7 +42,7 @@
 set -euo pipefail
 
 QUICK=0 ROUNDS=3 DURATION=4 SCALE=10 IDLE_N=10000 BURST_N=2000 SCENARIOS=1,2,3,4,5,6,7
-MARKDOWN=0 KEEP=0 HOOK=
+MARKDOWN=0 KEEP=0 HOOK= S1_CLIENTS="1 16 64 256"
 EXTRA_TARGETS=()
 declare -A SET=()
 while [ $# -gt 0 ]; do
@@ -53,6 +54,7 @@ while [ $# -gt 0 ]; do
         --idle) IDLE_N=$2; SET[idle]=1; shift ;;
         --burst) BURST_N=$2; SET[burst]=1; shift ;;
         --scenarios) SCENARIOS=$2; shift ;;
+        --clients) S1_CLIENTS=${2//,/ }; shift ;;
         --target) EXTRA_TARGETS+=("$2"); shift ;;
         --hook) HOOK=$2; shift ;;
         --markdown) MARKDOWN=1 ;;
@@ -422,7 +424,9 @@ idle_cell() { # round target-spec
 }
 
 tenant_cell() { # round clients
-    local round=$1 clients=$2 name="S6 $2 clients -S (loadgen)" variant db tenants out
+    local round=$1 clients=$2 variant db tenants out
+    local conns=$((clients > 50 ? clients : 50))
+    local name="S6 -S, $clients busy of $conns connections (loadgen)"
     echo "-- $name (round $round)"
     for variant in "no tenant source" "1 tenant" "50 tenants"; do
         case $variant in
@@ -431,7 +435,7 @@ tenant_cell() { # round clients
             *) db=bench_tenant tenants=50 ;;
         esac
         out=$("$LOADGEN" load --addr "127.0.0.1:$TPM_PORT" --user bench --db "$db" --password bench-secret \
-            --clients "$clients" --seconds "$DURATION" --tenants "$tenants" --accounts "$ACCOUNTS" \
+            --clients "$clients" --connections "$conns" --seconds "$DURATION" --tenants "$tenants" --accounts "$ACCOUNTS" \
             --pid "$TPM_PID" --metrics "127.0.0.1:$TPM_METRICS" 2>&1) || true
         # shellcheck disable=SC2086
         record kind=tenants "cell=$name" "target=tenantpool: $variant" "round=$round" $(sed 's/first_error=.*//' <<<"$out")
@@ -466,7 +470,7 @@ for round in $(seq "$ROUNDS"); do
     echo "== round $round of $ROUNDS"
     if want 1; then
         for mode in simple extended; do
-            for c in 1 16 64 256; do
+            for c in $S1_CLIENTS; do
                 cell "$round" "S1 -S -M $mode c=$c" "-S -M $mode -c $c -j $((c < 2 ? c : 2))"
             done
         done
@@ -489,8 +493,11 @@ for round in $(seq "$ROUNDS"); do
         done
     fi
     if want 6; then
-        # 16 clients leave idle servers for affinity to choose from; at 64 every
-        # returned server goes straight to the longest waiter, whatever its tenant.
+        # 50 connections (one per tenant in the 50-tenant variant, the same
+        # 50 in the others), each transaction on a random free one. At 16 at
+        # a time there are idle servers for affinity to choose from; at 64
+        # every returned server goes straight to the longest waiter, whatever
+        # its tenant.
         tenant_cell "$round" 16
         tenant_cell "$round" 64
     fi
