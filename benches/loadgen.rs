@@ -519,6 +519,18 @@ fn pooler_side_sockets(port: u16) -> usize {
         .count()
 }
 
+/// The kernel's count of connections dropped because a listener's accept queue
+/// was full (`TcpExt: ListenOverflows` in /proc/net/netstat; machine-wide).
+fn listen_overflows() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next()?, lines.next()?);
+    let i = names
+        .split_whitespace()
+        .position(|n| n == "ListenOverflows")?;
+    values.split_whitespace().nth(i)?.parse().ok()
+}
+
 /// Fetches `http://addr/metrics` and sums the tenant SET counters of `database`.
 async fn tenant_sets(addr: &str, database: &str) -> Result<(u64, u64)> {
     let mut s = TcpStream::connect(addr)
@@ -784,6 +796,7 @@ async fn burst(o: &Opts) -> Result<()> {
     );
 
     let cpu0 = pid.and_then(cpu_us);
+    let overflows0 = listen_overflows();
     let start = Instant::now();
     let barrier = Arc::new(tokio::sync::Barrier::new(clients));
     let tasks: Vec<_> = (0..clients)
@@ -831,6 +844,7 @@ async fn burst(o: &Opts) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
     let cpu1 = pid.and_then(cpu_us);
+    let overflows1 = listen_overflows();
     control.terminate().await;
     let s = summarize(ttfr);
     let mut line = format!(
@@ -852,6 +866,9 @@ async fn burst(o: &Opts) -> Result<()> {
     }
     if let Some(kb) = pid.and_then(rss_kb) {
         let _ = write!(line, " rss_kb={kb}");
+    }
+    if let (Some(a), Some(b)) = (overflows0, overflows1) {
+        let _ = write!(line, " listen_overflows={}", b - a);
     }
     if let Some(e) = first_error {
         let _ = write!(line, " first_error={e:?}");
@@ -926,7 +943,9 @@ impl Agg {
             *self.cpu_us.get_or_insert(0.0) += c;
         }
         if let Some(kb) = f("rss_kb") {
-            self.rss_kb = Some(self.rss_kb.unwrap_or(0.0).max(kb));
+            // The smallest: a pooler's RSS does not shrink after the idle-client
+            // scenario, so later rounds would show that scenario's peak.
+            self.rss_kb = Some(self.rss_kb.map_or(kb, |r| r.min(kb)));
         }
         self.errors += f("errors").unwrap_or(0.0);
         for (k, v) in r {
@@ -1146,7 +1165,7 @@ fn report(o: &Opts) -> Result<()> {
         }
     }
     if !t.rows.is_empty() {
-        println!("Throughput and latency (aggregated over rounds; CPU and RSS are the pooler process's; × = ratio to pgbouncer / direct)\n");
+        println!("Throughput and latency (aggregated over rounds; CPU and RSS are the pooler process's, RSS the smallest seen after the cell; × = ratio to pgbouncer / direct)\n");
         t.print(md);
     }
 
@@ -1264,6 +1283,7 @@ fn report(o: &Opts) -> Result<()> {
         "pool idle ms",
         "CPU µs/client",
         "×pgb",
+        "accept-queue overflows",
     ]);
     for (kind, cell, targets) in &cells {
         if kind != "burst" {
@@ -1291,11 +1311,12 @@ fn report(o: &Opts) -> Result<()> {
                 fmt(a.med("idle_ms"), 0),
                 fmt(cpu(a), 1),
                 ratio(cpu(a), pgb),
+                fmt(a.sum("listen_overflows"), 0),
             ]);
         }
     }
     if !t.rows.is_empty() {
-        println!("Burst (medians over rounds; times from the moment all clients start connecting; errors and ok summed)\n");
+        println!("Burst (medians over rounds; times from the moment all clients start connecting; ok, errors and the kernel's accept-queue overflows summed)\n");
         t.print(md);
     }
     targets_table(&cells, md);
