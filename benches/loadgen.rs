@@ -1430,12 +1430,8 @@ fn targets_table(cells: &Cells, md: bool) {
         .and_then(|(_, _, ts)| ts.iter().find(|(t, _)| t == "tenantpool"))
         .map(|(_, a)| a);
     let per_client = idle.and_then(|a| {
-        let (b, w, h) = (
-            a.med("rss_before_kb")?,
-            a.med("rss_idle_kb")?,
-            a.med("held")?,
-        );
-        (h > 0.0).then(|| ((w - b) * 1024.0 / h, h))
+        let (_, _, held, per) = idle_rss(a);
+        per.zip(held)
     });
     row(
         "S5: RSS per idle client".into(),
