@@ -27,7 +27,9 @@ use login::LoggedIn;
 pub async fn serve(mut stream: Stream, control: Arc<Control>) {
     let shared = control.current();
     let timeout = shared.config.pooler.client_login_timeout;
-    let outcome = tokio::time::timeout(timeout, login::login(&mut stream, &shared)).await;
+    // Boxed: the login's state is freed once it is over, so a connected client's
+    // task is only as large as its session's idle state (RSS per idle client).
+    let outcome = tokio::time::timeout(timeout, Box::pin(login::login(&mut stream, &shared))).await;
     match outcome {
         Ok(Ok(Some(LoggedIn::Pooled(login)))) => {
             // The greeting went out with write_all; TLS may still hold it as ciphertext.
@@ -39,11 +41,11 @@ pub async fn serve(mut stream: Stream, control: Arc<Control>) {
         Ok(Ok(Some(LoggedIn::Admin { user }))) => {
             if stream.flush().await.is_ok() {
                 drop(shared);
-                crate::admin::run(stream, control, user).await
+                Box::pin(crate::admin::run(stream, control, user)).await
             }
         }
         Ok(Ok(None)) => {}
-        Ok(Err(error)) => send_error(&mut stream, &error).await,
+        Ok(Err(error)) => Box::pin(send_error(&mut stream, &error)).await,
         Err(_) => {
             let error = ClientError::fatal(
                 sqlstate::QUERY_CANCELED,

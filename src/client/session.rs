@@ -98,7 +98,7 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
             match wake {
                 Wake::Gone => break,
                 Wake::Killed => {
-                    send_error(&mut client, &terminated()).await;
+                    Box::pin(send_error(&mut client, &terminated())).await;
                     break;
                 }
                 Wake::Draining => {
@@ -106,7 +106,7 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
                         sqlstate::ADMIN_SHUTDOWN,
                         "terminating connection: tenantpool is shutting down",
                     );
-                    send_error(&mut client, &error).await;
+                    Box::pin(send_error(&mut client, &error)).await;
                     break;
                 }
                 Wake::Server => {}
@@ -141,7 +141,7 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
                         sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
                         "tenantpool: the login token has expired; reconnect with a fresh token",
                     );
-                    send_error(&mut client, &error).await;
+                    Box::pin(send_error(&mut client, &error)).await;
                     break;
                 }
             }
@@ -159,7 +159,7 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
                 }
                 _ => {
                     let error = crate::pool::PoolError::Retired(database.name.clone()).to_client();
-                    send_error(&mut client, &error).await;
+                    Box::pin(send_error(&mut client, &error)).await;
                     break;
                 }
             }
@@ -175,9 +175,11 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
                 entry.set_state(ClientState::Waiting, 0);
                 let wait_started = Instant::now(); // metrics hook
                 let checkout = tokio::select! {
-                    r = pool.checkout(tenant.as_ref(), affinity, client_id) => r,
+                    // Boxed, like the other rare awaits: an idle client's task holds only
+                    // its small idle state, not the largest step's.
+                    r = Box::pin(pool.checkout(tenant.as_ref(), affinity, client_id)) => r,
                     _ = entry.killed() => {
-                        send_error(&mut client, &terminated()).await;
+                        Box::pin(send_error(&mut client, &terminated())).await;
                         break;
                     }
                 };
@@ -187,7 +189,7 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
                         held.insert(server)
                     }
                     Err(e) => {
-                        send_error(&mut client, &e.to_client()).await;
+                        Box::pin(send_error(&mut client, &e.to_client())).await;
                         break;
                     }
                 }
@@ -211,7 +213,7 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
                         sqlstate::INTERNAL_ERROR,
                         "tenantpool: the signed tenant context needs the backend identity, which is unknown",
                     );
-                    send_error(&mut client, &error).await;
+                    Box::pin(send_error(&mut client, &error)).await;
                     held = None;
                     break;
                 };
@@ -265,7 +267,7 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
         let Some(result) = result else {
             // Killed mid-transaction: the server's state is whatever it is; the
             // release below rolls it back or closes it.
-            send_error(&mut client, &terminated()).await;
+            Box::pin(send_error(&mut client, &terminated())).await;
             break;
         };
 
@@ -287,7 +289,9 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
 
         match result {
             Ok(Outcome::Idle) => {
-                if tracker.params_touched && !read_back_extras(server, &mut client_params).await {
+                if tracker.params_touched
+                    && !Box::pin(read_back_extras(server, &mut client_params)).await
+                {
                     // The transaction is done; only the server connection is lost.
                     held = None;
                 }
@@ -315,13 +319,13 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
                         database.name
                     ),
                 );
-                send_error(&mut client, &error).await;
+                Box::pin(send_error(&mut client, &error)).await;
                 break;
             }
             Err(e) => {
                 let error = relay_error_to_client(&e);
                 tracing::warn!(pool = %pool.name, error = %e, "closing client after relay error");
-                send_error(&mut client, &error).await;
+                Box::pin(send_error(&mut client, &error)).await;
                 // The server's state is unknown: drop (close) it rather than reuse it.
                 held = None;
                 tracker.reset();

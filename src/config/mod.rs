@@ -93,6 +93,10 @@ pub struct PoolerConfig {
     /// TCP address clients connect to. Default `127.0.0.1:6432`.
     pub listen: String,
     /// If set, also listen on the Unix socket `<dir>/.s.PGSQL.<port>` (so `psql -h <dir>` works).
+    /// Pending connections the kernel queues for `listen` (capped by
+    /// net.core.somaxconn). Default 4096, so a burst of serverless clients is not
+    /// dropped into TCP's 1 s retransmit. Read at start only.
+    pub listen_backlog: u32,
     pub unix_socket_dir: Option<PathBuf>,
     /// Most client connections open at once; more are refused with 53300. Default 10000.
     pub max_client_connections: usize,
@@ -200,6 +204,7 @@ impl Default for PoolerConfig {
     fn default() -> Self {
         PoolerConfig {
             listen: "127.0.0.1:6432".into(),
+            listen_backlog: 4096,
             unix_socket_dir: None,
             max_client_connections: 10_000,
             auth_type: AuthType::default(),

@@ -64,6 +64,12 @@ pub fn validate(config: &Config, file: &str) -> Result<(), ConfigError> {
         }
     }
 
+    if p.listen_backlog == 0 {
+        return Err(invalid(
+            "pooler.listen_backlog",
+            "must be at least 1".into(),
+        ));
+    }
     if p.log_level.trim().is_empty() {
         return Err(invalid("pooler.log_level", "must not be empty".into()));
     }

@@ -126,6 +126,10 @@ impl Control {
         let restart_only = [
             ("pooler.listen", was.listen != is.listen),
             (
+                "pooler.listen_backlog",
+                was.listen_backlog != is.listen_backlog,
+            ),
+            (
                 "pooler.unix_socket_dir",
                 was.unix_socket_dir != is.unix_socket_dir,
             ),

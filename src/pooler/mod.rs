@@ -64,7 +64,9 @@ impl Pooler {
             addr: listen.clone(),
             source,
         };
-        let tcp = TcpListener::bind(&listen).await.map_err(listen_err)?;
+        let tcp = bind_tcp(&listen, config.pooler.listen_backlog)
+            .await
+            .map_err(listen_err)?;
         let port = tcp.local_addr().map_err(listen_err)?.port();
         let unix = match &config.pooler.unix_socket_dir {
             Some(dir) => {
@@ -177,4 +179,23 @@ impl Pooler {
         }
         tracing::info!("all clients closed");
     }
+}
+
+/// `TcpListener::bind` with our backlog (tokio's is 1024): the first address
+/// `listen` resolves to, SO_REUSEADDR as tokio sets it.
+async fn bind_tcp(listen: &str, backlog: u32) -> std::io::Result<TcpListener> {
+    let addr = tokio::net::lookup_host(listen)
+        .await?
+        .next()
+        .ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "resolves to no address")
+        })?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }

@@ -121,6 +121,9 @@ fn pooler_rows(p: &PoolerConfig, out: &mut Vec<ConfigRow>) {
     let some = |s: String| Some(s);
     // Read once at start: listeners, the client limit, threads, the log setup.
     r.add("listen", false, |p| some(p.listen.clone()));
+    r.add("listen_backlog", false, |p| {
+        some(p.listen_backlog.to_string())
+    });
     r.add("unix_socket_dir", false, |p| {
         p.unix_socket_dir.as_ref().map(|d| d.display().to_string())
     });
