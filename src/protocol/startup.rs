@@ -168,6 +168,37 @@ pub fn split_options(s: &[u8]) -> Vec<Vec<u8>> {
     }
 }
 
+/// The `name=value` texts the `options` startup parameter sets, read as
+/// PostgreSQL's `process_postgres_switches` does (`-c name=value`,
+/// `-cname=value`, `--name=value`, flags clustered before `c`). Words that are
+/// not switches come with `false`: the server refuses them, but a check of what
+/// they would set still wants to see them.
+pub fn option_settings(options: &[u8]) -> Vec<(bool, Vec<u8>)> {
+    // getopt letters that take an argument: "B:bC:c:D:d:EeFf:h:ijk:lN:nOPp:r:S:sTt:v:W:-:"
+    const WITH_ARG: &[u8] = b"BCcDdfhkNprStvW-";
+    let mut args = split_options(options).into_iter();
+    let mut out = Vec::new();
+    while let Some(arg) = args.next() {
+        if arg.len() < 2 || arg[0] != b'-' {
+            out.push((false, arg));
+            continue;
+        }
+        let Some(j) = arg.iter().skip(1).position(|f| WITH_ARG.contains(f)) else {
+            continue;
+        };
+        let flag = arg[j + 1];
+        let value = if j + 2 < arg.len() {
+            arg[j + 2..].to_vec()
+        } else {
+            args.next().unwrap_or_default()
+        };
+        if matches!(flag, b'c' | b'-') {
+            out.push((true, value));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use bytes::{Bytes, BytesMut};
 
 use crate::protocol::frontend;
-use crate::protocol::startup::split_options;
+use crate::protocol::startup::option_settings;
 
 /// Settings the server reports whenever they change (GUC_REPORT in PostgreSQL 15)
 /// and that clients commonly set.
@@ -227,34 +227,18 @@ fn push_literal(out: &mut String, value: &str) {
     out.push('\'');
 }
 
-/// `name=value` pairs the `options` startup parameter sets (`-c name=value`,
-/// `-cname=value`, `--name=value`); `-` in names read as `_`, as PostgreSQL does.
+/// `name=value` pairs the `options` startup parameter sets with `-c` or `--`;
+/// `-` in names read as `_`, as PostgreSQL does.
 fn option_assignments(options: &[u8]) -> Vec<(String, String)> {
-    let args = split_options(options);
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < args.len() {
-        let arg = &args[i];
-        i += 1;
-        let assignment: &[u8] = if let Some(rest) = arg.strip_prefix(b"--") {
-            rest
-        } else if arg.as_slice() == b"-c" {
-            i += 1;
-            match args.get(i - 1) {
-                Some(next) => next,
-                None => break,
-            }
-        } else if let Some(rest) = arg.strip_prefix(b"-c") {
-            rest
-        } else {
-            continue;
-        };
-        let text = String::from_utf8_lossy(assignment);
-        if let Some((name, value)) = text.split_once('=') {
-            out.push((name.replace('-', "_"), value.to_owned()));
-        }
-    }
-    out
+    option_settings(options)
+        .into_iter()
+        .filter(|(switch, _)| *switch)
+        .filter_map(|(_, setting)| {
+            let text = String::from_utf8_lossy(&setting).into_owned();
+            let (name, value) = text.split_once('=')?;
+            Some((name.replace('-', "_"), value.to_owned()))
+        })
+        .collect()
 }
 
 #[cfg(test)]
