@@ -36,6 +36,9 @@
 #   --markdown            tables as Markdown
 #   --keep                keep the temp dir (logs) after the run
 #
+# Environment: TENANTPOOL_BIN=path runs that tenantpool binary instead of
+# building one (to compare two builds, one run each, alternating).
+#
 # Needs: cargo, PostgreSQL server binaries with pgbench ($PG_BINDIR, or
 # /usr/lib/postgresql/<newest>/bin), pgbouncer (optional: $PGBOUNCER or PATH or
 # /usr/sbin). Nothing is installed; what is missing is named.
@@ -108,8 +111,12 @@ fi
 
 # --- build ------------------------------------------------------------------
 echo "== building (release): tenantpool and the load generator"
-cargo build --release --quiet --bin tenantpool
-TENANTPOOL=$ROOT/target/release/tenantpool
+if [ -n "${TENANTPOOL_BIN:-}" ]; then
+    TENANTPOOL=$TENANTPOOL_BIN
+else
+    cargo build --release --quiet --bin tenantpool
+    TENANTPOOL=$ROOT/target/release/tenantpool
+fi
 LOADGEN=$(cargo bench --quiet --bench loadgen --no-run --message-format=json 2>/dev/null |
     sed -n 's/.*"executable":"\([^"]*\/loadgen-[^"]*\)".*/\1/p' | tail -1)
 [ -x "$LOADGEN" ] || { echo "load.sh: could not build benches/loadgen.rs" >&2; exit 1; }
@@ -456,7 +463,7 @@ burst_cell() { # round target-spec
 
 HOST_INFO="$(nproc) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(uname -sr)"
 note "$(date -u '+%Y-%m-%d %H:%M UTC'); $HOST_INFO; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-note "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') (fsync off), pgbench scale $SCALE; tenantpool $(git describe --always --dirty 2>/dev/null); PgBouncer ${PGB_VERSION:-absent}; pool_size 20, transaction mode, SCRAM-SHA-256 with a stored verifier"
+note "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') (fsync off), pgbench scale $SCALE; tenantpool ${TENANTPOOL_BIN:-$(git describe --always --dirty 2>/dev/null)}; PgBouncer ${PGB_VERSION:-absent}; pool_size 20, transaction mode, SCRAM-SHA-256 with a stored verifier"
 note "$ROUNDS round(s) of ${DURATION} s per cell, targets interleaved per cell; pgbench -j 2 (-j = -c for -M prepared)"
 
 echo "== warm-up"
