@@ -655,3 +655,101 @@ async fn failed_tenant_set_closes_the_server_connection() {
     assert!(again.simple_query("select 1").await.is_err());
     assert_eq!(pool.stats.server_connects.get(), 2);
 }
+
+/// `client`'s first statement ran in the same transaction as the pooler's SET:
+/// the transaction began (with the SET) before this statement did.
+async fn shares_transaction_with_set(client: &Client) -> bool {
+    let rows = client
+        .simple_query("select transaction_timestamp() < statement_timestamp()")
+        .await
+        .unwrap();
+    simple_results(&rows)[0][0][0].as_deref() == Some("t")
+}
+
+/// The SET goes inside the client's transaction when its next request is one
+/// plain statement (tenant::inline); it is trusted afterwards only if that
+/// transaction committed, and re-sent before anything that follows a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_inside_the_clients_transaction_is_trusted_only_after_commit() {
+    let h = Harness::start(pool_size_1_unguarded).await;
+    let acme = h.connect("app.acme", "app").await;
+    let globex = h.connect("app.globex", "app").await;
+
+    assert_next_sees(&h, "app", &globex, "globex", 2, true, "globex first").await;
+    assert!(
+        shares_transaction_with_set(&acme).await,
+        "a SELECT first: the SET runs in its transaction"
+    );
+    assert_next_sees(&h, "app", &acme, "acme", 3, false, "committed: trusted").await;
+
+    // Failed: the SET went with the transaction, and the server holds globex again.
+    assert_next_sees(&h, "app", &globex, "globex", 2, true, "globex again").await;
+    let err = acme.simple_query("select 1/0").await.unwrap_err();
+    assert_eq!(common::sqlstate(&err).as_deref(), Some("22012"));
+    assert_next_sees(
+        &h,
+        "app",
+        &acme,
+        "acme",
+        3,
+        true,
+        "after a failed statement",
+    )
+    .await;
+    // The same through the extended protocol, with a named statement.
+    let fails = acme.prepare("select 1/$1::int").await.unwrap();
+    assert_next_sees(&h, "app", &globex, "globex", 2, true, "globex again").await;
+    assert!(acme.query(&fails, &[&0i32]).await.is_err());
+    assert_next_sees(&h, "app", &acme, "acme", 3, true, "after a failed Execute").await;
+
+    let pool = h.pool("app");
+    // Pipelined: what the client sent after the failing statement waits for its
+    // outcome and then runs with the tenant set again. (tokio-postgres sends
+    // concurrent requests on one connection without waiting for answers.)
+    for round in 0..20 {
+        assert_next_sees(&h, "app", &globex, "globex", 2, true, "globex again").await;
+        let (failed, seen, again) = tokio::join!(
+            acme.simple_query("select 1/0"),
+            tenant_view(&acme),
+            acme.simple_query("select 1"),
+        );
+        assert!(failed.is_err());
+        assert!(again.is_ok());
+        assert_eq!(seen, (Some("acme".into()), 3), "round {round}");
+        // The SET counters are updated when acme's server goes back.
+        wait_until("acme's server back in the pool", || async {
+            pool.counts().1 == 1
+        })
+        .await;
+    }
+
+    // Statements PostgreSQL refuses inside a pipeline, or that must come before
+    // any snapshot, get the SET as a transaction of its own.
+    for sql in ["VACUUM items", "DISCARD ALL"] {
+        assert_next_sees(&h, "app", &globex, "globex", 2, true, sql).await;
+        acme.simple_query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    assert_next_sees(&h, "app", &globex, "globex", 2, true, "globex again").await;
+    acme.simple_query("BEGIN ISOLATION LEVEL SERIALIZABLE")
+        .await
+        .unwrap();
+    let rows = acme
+        .simple_query(
+            "select current_setting('transaction_isolation'), current_setting('app.current_tenant')",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        simple_results(&rows)[0][0],
+        vec![Some("serializable".to_owned()), Some("acme".to_owned())]
+    );
+    acme.simple_query("ROLLBACK").await.unwrap();
+    assert_next_sees(&h, "app", &acme, "acme", 3, false, "SET of its own: kept").await;
+    assert_eq!(
+        pool.stats.server_connects.get(),
+        1,
+        "all on one server connection"
+    );
+}

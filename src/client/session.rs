@@ -199,28 +199,46 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
 
         // 4. Make sure it holds this client's tenant and session settings, without a
         //    round trip of its own.
-        let mut injected = false;
+        // Some(unsynced): a tenant SET was sent, inside the client's transaction or not.
+        let mut injected = None;
         let mut prefix = None;
+        let mut unsynced_set = None;
         // Only ahead of client messages: when the server woke us, its own message comes first.
         if let Some(set) = set_tenant.as_ref().filter(|_| inbound.has_input()) {
             if server.tenant.matches(tenant.as_ref()) {
                 pool.stats.tenant_sets_skipped.inc();
             } else {
-                let Some(message) =
-                    policy.and_then(|p| p.tenant_message(tenant.as_ref(), set, server.identity))
-                else {
-                    let error = ClientError::fatal(
-                        sqlstate::INTERNAL_ERROR,
-                        "tenantpool: the signed tenant context needs the backend identity, which is unknown",
-                    );
-                    Box::pin(send_error(&mut client, &error)).await;
-                    held = None;
-                    break;
-                };
-                prefix = Some(message);
-                outbound.swallowing += 1;
+                // Inside the client's own transaction where its first statement allows
+                // (see tenant::inline); otherwise as a Query of its own.
+                let unsynced = (database.mode != PoolMode::Session)
+                    .then(|| inbound.single_statement_request(Some(&statements)))
+                    .flatten()
+                    .is_some_and(crate::tenant::inline::starts_plain_statement)
+                    .then(|| policy.and_then(|p| p.unsynced_set_message(tenant.as_ref())))
+                    .flatten();
+                if let Some(message) = unsynced {
+                    unsynced_set = Some(message);
+                    outbound.swallowing_unsynced = true;
+                    outbound.awaiting_fate = true;
+                    outbound.rollback_seen = false;
+                    inbound.hold_after_next_request(&tracker);
+                } else {
+                    let Some(message) = policy
+                        .and_then(|p| p.tenant_message(tenant.as_ref(), set, server.identity))
+                    else {
+                        let error = ClientError::fatal(
+                            sqlstate::INTERNAL_ERROR,
+                            "tenantpool: the signed tenant context needs the backend identity, which is unknown",
+                        );
+                        Box::pin(send_error(&mut client, &error)).await;
+                        held = None;
+                        break;
+                    };
+                    prefix = Some(message);
+                    outbound.swallowing += 1;
+                }
                 server.tenant = ServerTenant::Unknown;
-                injected = true;
+                injected = Some(unsynced_set.is_some());
                 pool.stats.tenant_sets_sent.inc();
             }
         }
@@ -228,11 +246,12 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
         if inbound.has_input() {
             if let Some(restore) = client_params.restore(&mut server.params) {
                 outbound.swallowing += 1;
-                prefix = Some(match prefix {
-                    None => restore,
-                    Some(tenant) => [tenant, restore].concat().into(),
-                });
+                prefix = Some(join(prefix, restore));
             }
+        }
+        // The unsynced SET goes last, right before the client's first statement.
+        if let Some(set) = unsynced_set {
+            prefix = Some(join(prefix, set));
         }
         if let Some(prefix) = prefix {
             inbound.set_prefix(prefix);
@@ -253,6 +272,7 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
             statements: (database.mode != PoolMode::Session && max_prepared > 0)
                 .then_some(&mut statements),
             max_prepared,
+            tenant_set: set_tenant.as_ref(),
         };
         // What arrived while no server was held is framed now that one is.
         let scanned = relay.scan_client();
@@ -272,8 +292,25 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
         };
 
         let server = held.as_mut().expect("held during relay");
-        if injected && outbound.swallowing == 0 && result.is_ok() {
-            server.tenant = ServerTenant::Known(tenant.as_ref().map(|t| Arc::clone(t.as_arc())));
+        inbound.release_hold();
+        outbound.awaiting_fate = false;
+        if std::mem::take(&mut outbound.set_resent) {
+            pool.stats.tenant_sets_sent.inc();
+        }
+        if let Some(unsynced) = injected {
+            // A SET inside the client's transaction lasts only if that committed:
+            // trust it only after a clean end, with no error and no ROLLBACK.
+            let set = outbound.swallowing == 0
+                && !outbound.swallowing_unsynced
+                && match result {
+                    Ok(Outcome::Idle) => !(unsynced && outbound.rollback_seen),
+                    Ok(_) => !unsynced,
+                    Err(_) => false,
+                };
+            if set {
+                server.tenant =
+                    ServerTenant::Known(tenant.as_ref().map(|t| Arc::clone(t.as_arc())));
+            }
         }
         server.tenant_tainted |= tracker.tenant_tainted;
         if tracker.tenant_touched || server.tenant_tainted {
@@ -343,6 +380,14 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
             &outbound,
             database.mode,
         );
+    }
+}
+
+/// `first` then `then`, as one write.
+fn join(first: Option<bytes::Bytes>, then: bytes::Bytes) -> bytes::Bytes {
+    match first {
+        None => then,
+        Some(first) => [first, then].concat().into(),
     }
 }
 

@@ -53,6 +53,27 @@ pub fn query(buf: &mut BytesMut, sql: &str) {
     put_message(buf, tag::QUERY, |b| put_cstr(b, sql));
 }
 
+/// Parse, Bind and Execute of `sql` as the unnamed statement and portal, with no
+/// parameters and no Sync: it runs at the head of whatever the client sends next.
+pub fn unsynced_statement(buf: &mut BytesMut, sql: &str) {
+    put_message(buf, tag::PARSE, |b| {
+        b.put_u8(0);
+        put_cstr(b, sql);
+        b.put_i16(0);
+    });
+    put_message(buf, tag::BIND, |b| {
+        b.put_u8(0);
+        b.put_u8(0);
+        b.put_i16(0); // parameter formats
+        b.put_i16(0); // parameters
+        b.put_i16(0); // result formats
+    });
+    put_message(buf, tag::EXECUTE, |b| {
+        b.put_u8(0);
+        b.put_i32(0);
+    });
+}
+
 pub fn terminate(buf: &mut BytesMut) {
     put_message(buf, tag::TERMINATE, |_| {});
 }

@@ -73,6 +73,9 @@ pub struct Relay<'a> {
     pub statements: Option<&'a mut ClientStatements>,
     /// Most statements one server connection keeps prepared.
     pub max_prepared: usize,
+    /// The tenant SET as a Query of its own, to send again if a SET made inside
+    /// the client's transaction was undone (see [`crate::tenant::inline`]).
+    pub tenant_set: Option<&'a bytes::Bytes>,
 }
 
 impl Relay<'_> {
@@ -113,6 +116,30 @@ impl Relay<'_> {
         Ok(())
     }
 
+    /// The transaction the unsynced tenant SET ran in is over. If it failed, the
+    /// SET went with it: once the client has sent more, send the SET again, on
+    /// its own, ahead of it. Then let the client's messages go.
+    fn settle_unsynced_set(&mut self) -> Result<(), RelayError> {
+        if self.outbound.fate != b'I' {
+            // A single plain statement cannot leave a transaction open.
+            return Err(OutboundError::StillInTransaction(self.outbound.fate).into());
+        }
+        if self.outbound.rollback_seen {
+            if !self.inbound.has_unframed() {
+                // Nothing to run yet: keep holding. If the relay ends here, the
+                // session stops trusting the server's setting.
+                return Ok(());
+            }
+            if let Some(set) = self.tenant_set {
+                self.inbound.set_prefix(set.clone());
+                self.outbound.swallowing += 1;
+                self.outbound.set_resent = true;
+            }
+        }
+        self.inbound.release_hold();
+        self.scan_client()
+    }
+
     fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Result<Outcome, RelayError>> {
         loop {
             let mut progress = false;
@@ -133,6 +160,9 @@ impl Relay<'_> {
                     Poll::Ready(Ok(n)) => {
                         self.tracker.counts.received += n as u64;
                         self.scan_client()?;
+                        if self.inbound.holding() && !self.outbound.awaiting_fate {
+                            self.settle_unsynced_set()?;
+                        }
                         progress = true;
                     }
                     Poll::Pending => {}
@@ -161,6 +191,9 @@ impl Relay<'_> {
                     Poll::Ready(Ok(n)) => {
                         self.tracker.counts.sent += n as u64;
                         self.scan_server()?;
+                        if self.inbound.holding() && !self.outbound.awaiting_fate {
+                            self.settle_unsynced_set()?;
+                        }
                         if self.outbound.transaction_block {
                             self.outbound.transaction_block = false;
                             return Poll::Ready(Ok(Outcome::TransactionBlock));

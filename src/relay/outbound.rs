@@ -22,6 +22,8 @@ pub enum OutboundError {
     Oversized(u8),
     #[error("preparing the server connection (tenant or session settings) failed: {0}")]
     TenantSet(ErrorFields),
+    #[error("the server reported transaction status '{}' after a single statement", char::from(*.0))]
+    StillInTransaction(u8),
 }
 
 /// The server-to-client direction's framing state. The bytes themselves live in
@@ -34,6 +36,18 @@ pub struct ServerHalf {
     /// Answers to queries of the pooler's own (tenant SET, session settings) still
     /// to come, each up to its ReadyForQuery; they must not reach the client.
     pub swallowing: u8,
+    /// The answer to a tenant SET sent without Sync (see [`crate::tenant::inline`])
+    /// is still to come, up to its CommandComplete; after any `swallowing`.
+    pub swallowing_unsynced: bool,
+    /// The unsynced SET's transaction has not ended yet: the client's first
+    /// ReadyForQuery ends it, and puts its status in `fate`.
+    pub awaiting_fate: bool,
+    pub fate: u8,
+    /// The SET was sent again after its transaction failed (for the SET count).
+    pub set_resent: bool,
+    /// An ErrorResponse or a ROLLBACK went by: a SET made inside the transaction
+    /// may have been undone. Cleared by the session when it sends one.
+    pub rollback_seen: bool,
     /// Statement mode: a ReadyForQuery inside a transaction block is not relayed,
     /// and this is set instead.
     pub refuse_transactions: bool,
@@ -63,7 +77,13 @@ impl ServerHalf {
     /// Whether everything read has been written and no message is cut.
     #[inline]
     pub fn is_drained(&self, buf: &BytesMut) -> bool {
-        buf.is_empty() && self.body_left == 0 && self.swallowing == 0
+        buf.is_empty() && self.body_left == 0 && !self.swallows()
+    }
+
+    /// Whether answers to the pooler's own statements are still to come.
+    #[inline]
+    fn swallows(&self) -> bool {
+        self.swallowing > 0 || self.swallowing_unsynced
     }
 
     /// `n` bytes were written to the client.
@@ -106,7 +126,7 @@ impl ServerHalf {
             // Messages that end a request are held whole, so that answers the pooler
             // gives itself can be placed right after them. They are all small.
             let ends = ends_a_request(header.tag);
-            let held = self.swallowing > 0 || ends || header.tag == tag::PARAMETER_STATUS;
+            let held = self.swallows() || ends || header.tag == tag::PARAMETER_STATUS;
             if held {
                 if header.body_len > MAX_HELD.max(max_message) {
                     return Err(OutboundError::Oversized(header.tag));
@@ -117,19 +137,23 @@ impl ServerHalf {
                 }
                 self.need = 0;
             }
-            if self.swallowing > 0 {
-                // Our SET went first, so its answer is at the front of the buffer.
+            if self.swallows() {
+                // Our statements went first, so their answers are at the front of the buffer.
                 debug_assert_eq!(self.ready, 0);
                 match header.tag {
                     tag::ERROR_RESPONSE => {
                         let fields = backend::decode_error_fields(&buf[HEADER_LEN..total]);
                         return Err(OutboundError::TenantSet(fields));
                     }
-                    tag::READY_FOR_QUERY => self.swallowing -= 1,
-                    _ => {} // CommandComplete "SET", or a notice
+                    tag::READY_FOR_QUERY if self.swallowing > 0 => self.swallowing -= 1,
+                    // The unsynced SET's last answer (it follows any Query's).
+                    tag::COMMAND_COMPLETE if self.swallowing == 0 => {
+                        self.swallowing_unsynced = false
+                    }
+                    _ => {} // ParseComplete, BindComplete, CommandComplete "SET", a notice
                 }
                 buf.advance(total);
-                if self.swallowing == 0 {
+                if !self.swallows() {
                     // Answers the pooler gave itself meanwhile now go first.
                     self.emit_synthetic(buf, tracker);
                 }
@@ -140,6 +164,10 @@ impl ServerHalf {
             } else {
                 0
             };
+            if status != 0 && self.awaiting_fate {
+                self.awaiting_fate = false;
+                self.fate = status;
+            }
             let disposition = tracker.on_message(header.tag, status);
             if status != 0 && status != b'I' && self.refuse_transactions {
                 // Statement mode: the client opened a transaction block. It never
@@ -166,6 +194,9 @@ impl ServerHalf {
                 }
             }
             if header.tag == tag::COMMAND_COMPLETE {
+                let done = &buf[self.ready + HEADER_LEN..self.ready + total];
+                // Also ROLLBACK TO SAVEPOINT and ROLLBACK PREPARED: unsure means undone.
+                self.rollback_seen |= done.starts_with(b"ROLLBACK");
                 if let Some(p) = prepared.as_deref_mut() {
                     // However it was sent (simple or extended, alone or in a batch), the
                     // server has just dropped every prepared statement: so has the client.
@@ -177,6 +208,7 @@ impl ServerHalf {
                 }
             }
             if header.tag == tag::ERROR_RESPONSE {
+                self.rollback_seen = true;
                 let body = &buf[self.ready + HEADER_LEN..self.ready + total];
                 if let Some(class) = sqlstate_class(body) {
                     tracker.counts.error_classes.push(class);
@@ -230,7 +262,7 @@ impl ServerHalf {
     /// Answers the pooler gives itself when nothing from the server precedes
     /// them (called after the client's messages were framed).
     pub fn emit_pending(&mut self, buf: &mut BytesMut, tracker: &mut Tracker) {
-        if self.body_left == 0 && self.swallowing == 0 {
+        if self.body_left == 0 && !self.swallows() {
             self.emit_synthetic(buf, tracker);
         }
     }
@@ -290,6 +322,51 @@ mod tests {
         assert_eq!(half.swallowing, 0);
         assert_eq!(half.ready_bytes(&buf), &answer[..]);
         assert!(t.is_idle());
+    }
+
+    #[test]
+    fn swallows_unsynced_set_after_any_query_answer() {
+        let mut half = ServerHalf {
+            swallowing: 1,
+            swallowing_unsynced: true,
+            ..Default::default()
+        };
+        let mut t = Tracker::default();
+        t.sent(crate::relay::track::Answer::Query);
+        let mut buf = BytesMut::new();
+        // The settings restore (a Query), then the unsynced SET: no ReadyForQuery of its own.
+        for m in [
+            msg(b'T', b"\0\0"),
+            msg(b'C', b"SELECT 1\0"),
+            msg(b'Z', b"I"),
+            msg(b'1', b""),
+            msg(b'2', b""),
+            msg(b'C', b"SET\0"),
+        ] {
+            buf.extend_from_slice(&m);
+        }
+        let answer = [msg(b'C', b"ROLLBACK\0"), msg(b'Z', b"I")].concat();
+        buf.extend_from_slice(&answer);
+        half.scan(&mut buf, &mut t, None, 1024, None).unwrap();
+        assert_eq!((half.swallowing, half.swallowing_unsynced), (0, false));
+        assert_eq!(half.ready_bytes(&buf), &answer[..]);
+        assert!(t.is_idle());
+        assert!(half.rollback_seen, "the client's ROLLBACK undid the SET");
+    }
+
+    #[test]
+    fn errors_are_seen_as_rollbacks() {
+        let mut half = ServerHalf::default();
+        let mut t = Tracker::default();
+        t.sent(crate::relay::track::Answer::Query);
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&msg(b'C', b"COMMIT\0"));
+        half.scan(&mut buf, &mut t, None, 1024, None).unwrap();
+        assert!(!half.rollback_seen);
+        buf.extend_from_slice(&msg(b'E', b"SERROR\0C22012\0Mdivision by zero\0\0"));
+        buf.extend_from_slice(&msg(b'Z', b"I"));
+        half.scan(&mut buf, &mut t, None, 1024, None).unwrap();
+        assert!(half.rollback_seen);
     }
 
     #[test]

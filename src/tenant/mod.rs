@@ -2,7 +2,8 @@
 //!
 //! - [`id`]: tenant ids and the pattern they must match before they reach SQL;
 //! - [`setting`]: the server setting RLS policies read, and the statement that sets it;
-//! - [`scan`]: spotting client statements that may change or reset that setting.
+//! - [`scan`]: spotting client statements that may change or reset that setting;
+//! - [`inline`]: when the SET may run inside the client's own transaction.
 //!
 //! The invariant the pooler keeps: no statement of a client runs on a server
 //! connection whose setting is not that client's tenant (or empty, for a client
@@ -11,6 +12,7 @@
 
 pub mod guard;
 pub mod id;
+pub mod inline;
 pub mod scan;
 pub mod setting;
 pub mod signed;
@@ -102,6 +104,17 @@ impl TenantPolicy {
     pub fn set_message(&self, tenant: Option<&TenantId>) -> Bytes {
         self.setting
             .set_message(tenant.map(TenantId::as_str).unwrap_or(""))
+    }
+
+    /// The SET as Parse, Bind and Execute without Sync, to run at the head of the
+    /// client's next statement (see [`inline`]). `None` when the context is signed:
+    /// entering it is a function call, whose snapshot would come too early for
+    /// `BEGIN ISOLATION LEVEL ...`.
+    pub fn unsynced_set_message(&self, tenant: Option<&TenantId>) -> Option<Bytes> {
+        self.signed.is_none().then(|| {
+            self.setting
+                .unsynced_set_message(tenant.map(TenantId::as_str).unwrap_or(""))
+        })
     }
 
     /// The tenant-context guard, unless turned off.

@@ -46,6 +46,14 @@ impl SettingName {
         frontend::query(&mut buf, &sql);
         buf.freeze()
     }
+
+    /// The same SET as Parse, Bind and Execute without Sync (see [`super::inline`]).
+    pub fn unsynced_set_message(&self, value: &str) -> Bytes {
+        let sql = format!("SET {} = {}", self.0, literal(value));
+        let mut buf = BytesMut::with_capacity(sql.len() + 32);
+        frontend::unsynced_statement(&mut buf, &sql);
+        buf.freeze()
+    }
 }
 
 /// `value` as an `E''` string literal: it means the same whatever

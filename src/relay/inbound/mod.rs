@@ -12,7 +12,7 @@ use std::task::{ready, Context, Poll};
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWrite;
 
-use super::prepared::Prepared;
+use super::prepared::{ClientStatements, Prepared};
 use super::refuse;
 use super::track::{Answer, Tracker};
 use crate::protocol::{frontend, tag, FrameError, Header, HEADER_LEN};
@@ -46,6 +46,8 @@ pub struct ClientHalf {
     pub terminated: bool,
     /// Tracked session settings, when the client's are kept across server connections.
     pub watch: Option<std::sync::Arc<crate::relay::params::Tracked>>,
+    /// The tracker's request count when a hold was armed: see [`Self::hold_after_next_request`].
+    hold_base: Option<u32>,
 }
 
 impl ClientHalf {
@@ -105,6 +107,89 @@ impl ClientHalf {
         }
     }
 
+    /// The SQL of the client's next request when it is all here and runs at
+    /// most one statement: a Query of one statement, or Parse/Bind/Describe
+    /// messages with at most one Execute, up to a Sync. A Bind without a Parse
+    /// must name a statement in `statements`. `None` otherwise, or when anything
+    /// is framed already.
+    pub fn single_statement_request<'a>(
+        &'a self,
+        statements: Option<&'a ClientStatements>,
+    ) -> Option<&'a [u8]> {
+        if self.ready > 0 || self.body_left > 0 || self.discard_left > 0 {
+            return None;
+        }
+        let mut at = 0;
+        // The statement's text, and the name a Parse gave it (a Bind must use it).
+        let mut text = None;
+        let mut parsed: Option<&[u8]> = None;
+        let mut executes = 0;
+        loop {
+            let header = Header::parse(&self.buf[at..]).ok()??;
+            let end = at + header.total_len();
+            let body = self.buf.get(at + HEADER_LEN..end)?;
+            match header.tag {
+                tag::QUERY if at == 0 => {
+                    let sql = frontend::query_text(body);
+                    // One statement: no `;` but at the end.
+                    return match memchr::memchr(b';', sql) {
+                        Some(i) if !sql[i + 1..].iter().all(u8::is_ascii_whitespace) => None,
+                        _ => Some(sql),
+                    };
+                }
+                tag::PARSE if text.is_none() => {
+                    parsed = Some(&body[..memchr::memchr(0, body)?]);
+                    text = Some(frontend::parse_query_text(body)?);
+                }
+                tag::BIND => {
+                    let portal_end = memchr::memchr(0, body)?;
+                    let rest = &body[portal_end + 1..];
+                    let name = &rest[..memchr::memchr(0, rest)?];
+                    match parsed {
+                        Some(parsed) if parsed != name => return None,
+                        Some(_) => {}
+                        None => {
+                            let def = statements?.get(name)?;
+                            let sql = frontend::parse_query_text(&def.parse[HEADER_LEN..])?;
+                            if text.replace(sql).is_some_and(|t| t != sql) {
+                                return None;
+                            }
+                        }
+                    }
+                }
+                tag::DESCRIBE => {}
+                tag::EXECUTE if executes == 0 => executes += 1,
+                tag::SYNC => return text,
+                _ => return None,
+            }
+            at = end;
+        }
+    }
+
+    /// Frames nothing beyond the client's next request (counted by `tracker`)
+    /// until [`Self::release_hold`]: what a SET inside the client's transaction
+    /// needs to know before more of the client's statements may run (see
+    /// `crate::tenant::inline`).
+    pub fn hold_after_next_request(&mut self, tracker: &Tracker) {
+        self.hold_base = Some(tracker.requests());
+    }
+
+    /// Whether a hold is armed (whether or not it has been reached yet).
+    #[inline]
+    pub fn holding(&self) -> bool {
+        self.hold_base.is_some()
+    }
+
+    /// Whether the client sent bytes that are not framed yet (held, or cut short).
+    #[inline]
+    pub fn has_unframed(&self) -> bool {
+        self.buf.len() > self.ready
+    }
+
+    pub fn release_hold(&mut self) {
+        self.hold_base = None;
+    }
+
     /// Queues `bytes` to go to the server ahead of everything the client sent.
     pub fn set_prefix(&mut self, bytes: Bytes) {
         debug_assert!(self.prefix.is_empty());
@@ -150,6 +235,12 @@ impl ClientHalf {
                 refuse::splice(&mut self.buf, self.ready, n, &[]);
                 self.discard_left -= n;
                 continue;
+            }
+            if self
+                .hold_base
+                .is_some_and(|base| tracker.requests() != base)
+            {
+                return Ok(());
             }
             let Some(header) = Header::parse(&self.buf[self.ready..])? else {
                 return Ok(());

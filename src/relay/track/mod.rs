@@ -130,6 +130,9 @@ pub struct Tracker {
     /// SQL that may change a tracked setting the server does not report ran:
     /// read those back after the transaction.
     pub params_touched: bool,
+    /// Client requests (Query, Sync: each answered by a ReadyForQuery) sent to
+    /// the server so far; wraps.
+    requests: u32,
 }
 
 impl Default for Tracker {
@@ -145,6 +148,7 @@ impl Default for Tracker {
             tenant_tainted: false,
             refusals: 0,
             unnamed_parsed: false,
+            requests: 0,
             params_touched: false,
         }
     }
@@ -152,6 +156,9 @@ impl Default for Tracker {
 
 impl Tracker {
     fn push(&mut self, owed: Owed, failure: Option<ParseFailure>) {
+        if matches!(owed, Owed::Relay(Answer::Query | Answer::Sync)) {
+            self.requests = self.requests.wrapping_add(1);
+        }
         self.owed.push_back(Entry {
             owed,
             copy_epoch: self.copy_ends,
@@ -174,6 +181,12 @@ impl Tracker {
     pub fn sent_parse(&mut self, failure: ParseFailure) {
         self.batch_open = true;
         self.push(Owed::Relay(Answer::Parse), Some(failure));
+    }
+
+    /// Client requests sent to the server so far (wrapping): a Query or a Sync.
+    #[inline]
+    pub fn requests(&self) -> u32 {
+        self.requests
     }
 
     /// A message of our own went to the server; its answer is dropped.
