@@ -73,7 +73,7 @@ pub async fn run(mut client: Stream, login: Login, control: &Arc<Control>) {
     }
     let mut outbound = ServerHalf::default();
     let mut tracker = Tracker::default();
-    let mut held: Option<ServerConn> = None;
+    let mut held: Option<Box<ServerConn>> = None;
 
     loop {
         // 1. Wait until the client has a whole message header for us (or, in session
@@ -358,7 +358,7 @@ fn terminated() -> ClientError {
 /// roll back an open transaction first, and close it if anything is in flight.
 fn release_after_client(
     pool: Arc<crate::pool::Pool>,
-    server: ServerConn,
+    server: Box<ServerConn>,
     tracker: &Tracker,
     inbound: &ClientHalf,
     outbound: &ServerHalf,
