@@ -70,32 +70,32 @@ impl Stream {
         }
     }
 
-    /// Waits until a read would make progress (data, EOF or error), without reading.
+    /// Ready once a read would make progress (data, EOF or error), without reading.
     /// For TLS, rustls may already hold decrypted bytes the socket no longer
-    /// signals, so this returns at once then. Readiness of the socket alone may
+    /// signals, so this is ready at once then. Readiness of the socket alone may
     /// turn out to be a partial record or a TLS-only message; the caller's read
     /// then simply waits for more, as after any spurious wakeup.
-    pub async fn readable(&self) -> io::Result<()> {
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
-            Stream::Tcp(s) => s.readable().await,
-            Stream::Unix(s) => s.readable().await,
+            Stream::Tcp(s) => s.poll_read_ready(cx),
+            Stream::Unix(s) => s.poll_read_ready(cx),
             Stream::ClientTls(s) => {
                 let (tcp, conn) = s.get_ref();
                 if conn.wants_read() {
-                    tcp.readable().await
+                    tcp.poll_read_ready(cx)
                 } else {
-                    Ok(())
+                    Poll::Ready(Ok(()))
                 }
             }
             Stream::ServerTls(s) => {
                 let (tcp, conn) = s.get_ref();
                 if conn.wants_read() {
-                    tcp.readable().await
+                    tcp.poll_read_ready(cx)
                 } else {
-                    Ok(())
+                    Poll::Ready(Ok(()))
                 }
             }
-            Stream::Closed => Ok(()),
+            Stream::Closed => Poll::Ready(Ok(())),
         }
     }
 

@@ -4,11 +4,11 @@
 //! atomic stores), never per message.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::future::{poll_fn, Future};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
-
-use tokio::sync::Notify;
 
 /// What a client is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,8 +57,23 @@ pub struct ClientEntry {
     since_us: AtomicU64,
     /// Server connection held (its id), 0 for none.
     server: AtomicU64,
-    killed: AtomicBool,
-    kill: Notify,
+    /// [`KILLED`] and [`DRAINING`], once raised.
+    signals: AtomicU8,
+    /// The session's task, to wake when a signal is raised. One slot: a session
+    /// waits for its signals in one place at a time.
+    waker: Mutex<Option<Waker>>,
+}
+
+/// KILL, or a forced shutdown: the session ends at its next await point.
+const KILLED: u8 = 1;
+/// A graceful shutdown: the session ends when it is next between transactions.
+const DRAINING: u8 = 2;
+
+/// What a session was told to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Killed,
+    Draining,
 }
 
 fn epoch() -> Instant {
@@ -93,20 +108,51 @@ impl ClientEntry {
 
     /// Ends the session at its next await point (KILL, forced shutdown).
     pub fn kill(&self) {
-        self.killed.store(true, Ordering::Release);
-        self.kill.notify_one();
+        self.raise(KILLED);
+    }
+
+    /// Ends the session when it is next between transactions (graceful shutdown).
+    pub fn drain(&self) {
+        self.raise(DRAINING);
+    }
+
+    fn raise(&self, signal: u8) {
+        self.signals.fetch_or(signal, Ordering::Release);
+        let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     pub fn is_killed(&self) -> bool {
-        self.killed.load(Ordering::Acquire)
+        self.signals.load(Ordering::Acquire) & KILLED != 0
+    }
+
+    /// Ready once the session was killed, or (with `draining`) told to drain;
+    /// otherwise the task is woken when that happens.
+    pub fn poll_signal(&self, cx: &mut Context<'_>, draining: bool) -> Poll<Signal> {
+        let wanted = if draining { KILLED | DRAINING } else { KILLED };
+        // Register first, then look: a signal raised in between still wakes us.
+        {
+            let mut slot = self.waker.lock().unwrap_or_else(|e| e.into_inner());
+            match slot.as_ref() {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *slot = Some(cx.waker().clone()),
+            }
+        }
+        let raised = self.signals.load(Ordering::Acquire) & wanted;
+        if raised & KILLED != 0 {
+            Poll::Ready(Signal::Killed)
+        } else if raised != 0 {
+            Poll::Ready(Signal::Draining)
+        } else {
+            Poll::Pending
+        }
     }
 
     /// Resolves once `kill` was called.
-    pub async fn killed(&self) {
-        // notify_one stores a permit, so a kill before this call is not lost.
-        if !self.is_killed() {
-            self.kill.notified().await;
-        }
+    pub fn killed(&self) -> impl Future<Output = ()> + '_ {
+        poll_fn(|cx| self.poll_signal(cx, false).map(|_| ()))
     }
 }
 
@@ -155,8 +201,8 @@ impl ClientRegistry {
             state: AtomicU8::new(ClientState::Idle as u8),
             since_us: AtomicU64::new(now_us()),
             server: AtomicU64::new(0),
-            killed: AtomicBool::new(false),
-            kill: Notify::new(),
+            signals: AtomicU8::new(0),
+            waker: Mutex::new(None),
         });
         self.lock().insert(entry.id, Arc::clone(&entry));
         Registered {
@@ -178,6 +224,14 @@ impl ClientRegistry {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Tells every client to leave when it is next between transactions.
+    pub fn drain_all(&self) {
+        let all: Vec<_> = self.lock().values().cloned().collect();
+        for c in &all {
+            c.drain();
+        }
     }
 
     /// Kills the clients `filter` selects; returns how many.

@@ -83,8 +83,13 @@ impl Control {
             }
             advance
         });
-        if next == Phase::Stopped {
-            self.clients.kill_where(|_| true);
+        // Sessions learn of the shutdown through their registry entries (a
+        // session registered after this looks at the phase itself).
+        match next {
+            Phase::Stopped => {
+                self.clients.kill_where(|_| true);
+            }
+            _ => self.clients.drain_all(),
         }
     }
 
