@@ -1,12 +1,34 @@
 //! The byte streams the pooler speaks over: TCP, a Unix socket, or TLS over
 //! TCP, on either side.
 
+use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+
+/// Who is at the other end of a connection, as logs and SHOW CLIENTS show it:
+/// `addr:port`, `unix`, or `?`. Kept as an address, not as text: every
+/// connected client has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    Tcp(SocketAddr),
+    Unix,
+    Unknown,
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Tcp(addr) => addr.fmt(f),
+            Peer::Unix => f.write_str("unix"),
+            Peer::Unknown => f.write_str("?"),
+        }
+    }
+}
 
 /// A connected socket.
 #[derive(Debug)]
@@ -59,14 +81,13 @@ impl Stream {
         matches!(self, Stream::ClientTls(_) | Stream::ServerTls(_))
     }
 
-    pub fn peer(&self) -> String {
+    pub fn peer(&self) -> Peer {
         match self {
-            Stream::Unix(_) => "unix".into(),
+            Stream::Unix(_) => Peer::Unix,
             _ => self
                 .tcp_ref()
                 .and_then(|s| s.peer_addr().ok())
-                .map(|a| a.to_string())
-                .unwrap_or_else(|| "?".into()),
+                .map_or(Peer::Unknown, Peer::Tcp),
         }
     }
 

@@ -13,7 +13,7 @@ use crate::auth::jwt;
 use crate::cancel::Registration;
 use crate::config::ADMIN_DATABASE;
 use crate::error::{sqlstate, ClientError};
-use crate::net::Stream;
+use crate::net::{Peer, Stream};
 use crate::pooler::{Database, Shared};
 use crate::protocol::backend;
 use crate::protocol::startup::PROTOCOL_MINOR;
@@ -29,7 +29,7 @@ pub struct Login {
     /// For token logins: the token's `exp` and the leeway; no transaction starts after both passed.
     pub expires_at: Option<(u64, u64)>,
     pub cancel: Registration,
-    pub peer: String,
+    pub peer: Peer,
     /// The tracked session settings it asked for at startup.
     pub params: ClientParams,
 }

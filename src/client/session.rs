@@ -33,7 +33,7 @@ use crate::pooler::{Control, Database, Phase};
 use crate::relay::{
     ClientHalf, ClientParams, ClientStatements, Outcome, Relay, RelayError, ServerHalf, Tracker,
 };
-use crate::tenant::{ServerTenant, TenantId};
+use crate::tenant::ServerTenant;
 
 /// What woke an idle session.
 #[derive(Debug, Clone, Copy)]
@@ -54,8 +54,8 @@ pub struct Session {
     control: Arc<Control>,
     /// Refreshed at a transaction's start after a reload.
     database: Arc<Database>,
+    /// Its entry in the client registry, which also holds its tenant.
     registered: Registered,
-    tenant: Option<TenantId>,
     cancel: Registration,
     /// The tracked session settings it wants.
     params: ClientParams,
@@ -91,11 +91,15 @@ impl Session {
             peer,
             params,
         } = login;
+        let set_tenant = database
+            .tenant
+            .as_ref()
+            .map(|p| p.set_message(tenant.as_ref()));
         let registered = control.clients.register(NewClient {
             id: cancel.pid as u64,
-            database: database.name.clone(),
-            user,
-            tenant: tenant.as_ref().map(|t| t.as_str().to_owned()),
+            database: &database.name,
+            user: &user,
+            tenant,
             peer,
             tls: client.is_tls(),
         });
@@ -104,10 +108,6 @@ impl Session {
         if control.phase() != Phase::Running {
             registered.entry.drain();
         }
-        let set_tenant = database
-            .tenant
-            .as_ref()
-            .map(|p| p.set_message(tenant.as_ref()));
         let (max_message, max_prepared) = {
             let pooler = &control.current().config.pooler;
             (pooler.max_message_size, pooler.max_prepared_statements)
@@ -117,7 +117,6 @@ impl Session {
             control,
             database,
             registered,
-            tenant,
             cancel,
             params,
             set_tenant,
@@ -263,7 +262,6 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
         control,
         database,
         registered,
-        tenant,
         cancel,
         params: client_params,
         set_tenant,
@@ -275,6 +273,7 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
     } = s;
     let entry = &registered.entry;
     let client_id = entry.id;
+    let tenant = &entry.tenant;
     let (max_message, max_prepared) = (*max_message as usize, *max_prepared as usize);
     // A client with no named statements yet gets them here; they are kept (boxed)
     // only if the transaction leaves some.

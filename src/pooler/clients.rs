@@ -3,12 +3,15 @@
 //! A session touches its entry only at transaction boundaries (a few relaxed
 //! atomic stores), never per message.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::{poll_fn, Future};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
+
+use crate::net::Peer;
+use crate::tenant::TenantId;
 
 /// What a client is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,11 +48,13 @@ impl ClientState {
 pub struct ClientEntry {
     /// The pid in its BackendKeyData; unique among connected clients.
     pub id: u64,
-    pub database: String,
-    /// The pooler user it logged in as.
-    pub user: String,
-    pub tenant: Option<String>,
-    pub peer: String,
+    /// Shared with the other clients of the database (see `ClientRegistry::names`).
+    pub database: Arc<str>,
+    /// The pooler user it logged in as (shared like `database`).
+    pub user: Arc<str>,
+    /// Its session reads the tenant from here.
+    pub tenant: Option<TenantId>,
+    pub peer: Peer,
     pub tls: bool,
     pub connected_at: SystemTime,
     state: AtomicU8,
@@ -160,7 +165,13 @@ impl ClientEntry {
 #[derive(Default)]
 pub struct ClientRegistry {
     clients: Mutex<HashMap<u64, Arc<ClientEntry>>>,
+    /// Database and user names, one copy each for all their clients (up to
+    /// [`MAX_NAMES`]; past that, each client has its own).
+    names: Mutex<HashSet<Arc<str>>>,
 }
+
+/// Bounds `ClientRegistry::names`: token logins may bring any user name.
+const MAX_NAMES: usize = 4096;
 
 /// Keeps an entry registered; dropping it removes the entry.
 pub struct Registered {
@@ -175,12 +186,12 @@ impl Drop for Registered {
 }
 
 /// What a client is registered with.
-pub struct NewClient {
+pub struct NewClient<'a> {
     pub id: u64,
-    pub database: String,
-    pub user: String,
-    pub tenant: Option<String>,
-    pub peer: String,
+    pub database: &'a str,
+    pub user: &'a str,
+    pub tenant: Option<TenantId>,
+    pub peer: Peer,
     pub tls: bool,
 }
 
@@ -189,11 +200,24 @@ impl ClientRegistry {
         self.clients.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn register(self: &Arc<Self>, c: NewClient) -> Registered {
+    /// The shared copy of `name`.
+    fn name(&self, name: &str) -> Arc<str> {
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(shared) = names.get(name) {
+            return Arc::clone(shared);
+        }
+        let new: Arc<str> = name.into();
+        if names.len() < MAX_NAMES {
+            names.insert(Arc::clone(&new));
+        }
+        new
+    }
+
+    pub fn register(self: &Arc<Self>, c: NewClient<'_>) -> Registered {
         let entry = Arc::new(ClientEntry {
             id: c.id,
-            database: c.database,
-            user: c.user,
+            database: self.name(c.database),
+            user: self.name(c.user),
             tenant: c.tenant,
             peer: c.peer,
             tls: c.tls,

@@ -217,7 +217,7 @@ impl Control {
             .pop()
             .expect("one database");
         db.pool.kill();
-        Ok(self.clients.kill_where(|c| c.database == database))
+        Ok(self.clients.kill_where(|c| *c.database == *database))
     }
 
     /// Snapshots of every configured pool.
