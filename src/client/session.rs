@@ -23,12 +23,11 @@ use tokio_util::io::poll_read_buf;
 
 use super::login::Login;
 use super::send_error;
-use crate::cancel::Registration;
 use crate::config::PoolMode;
 use crate::error::{sqlstate, ClientError};
 use crate::net::Stream;
 use crate::pool::{reset, ServerConn};
-use crate::pooler::clients::{ClientEntry, ClientState, NewClient, Registered, Signal};
+use crate::pooler::clients::{ClientEntry, ClientState, Registered, Signal};
 use crate::pooler::{Control, Database, Phase};
 use crate::relay::{
     ClientHalf, ClientParams, ClientStatements, Outcome, Relay, RelayError, ServerHalf, Tracker,
@@ -56,7 +55,6 @@ pub struct Session {
     database: Arc<Database>,
     /// Its entry in the client registry, which also holds its tenant.
     registered: Registered,
-    cancel: Registration,
     /// The tracked session settings it wants.
     params: ClientParams,
     /// Its tenant SET, made once (tenant-scoped databases).
@@ -84,25 +82,14 @@ impl Session {
     ) -> Box<Session> {
         let Login {
             database,
-            tenant,
-            cancel,
+            registered,
             expires_at,
-            user,
-            peer,
             params,
         } = login;
         let set_tenant = database
             .tenant
             .as_ref()
-            .map(|p| p.set_message(tenant.as_ref()));
-        let registered = control.clients.register(NewClient {
-            id: cancel.pid as u64,
-            database: &database.name,
-            user: &user,
-            tenant,
-            peer,
-            tls: client.is_tls(),
-        });
+            .map(|p| p.set_message(registered.entry.tenant.as_ref()));
         // A graceful shutdown tells the registered clients; one that began before
         // this entry was there is seen here.
         if control.phase() != Phase::Running {
@@ -117,7 +104,6 @@ impl Session {
             control,
             database,
             registered,
-            cancel,
             params,
             set_tenant,
             expires: expires_at.map_or(u64::MAX, |(exp, leeway)| exp.saturating_add(leeway)),
@@ -262,7 +248,6 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
         control,
         database,
         registered,
-        cancel,
         params: client_params,
         set_tenant,
         expires,
@@ -446,7 +431,7 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
         outbound.refuse_transactions = database.mode == PoolMode::Statement;
 
         // 5. Relay until the transaction is over.
-        cancel.slot.set(&pool.target, server.key);
+        entry.set_cancel(&pool.target, server.key);
         let relay_started = Instant::now(); // metrics hook
         let mut relay = Relay {
             client: &mut client,
@@ -473,7 +458,7 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
                 _ = entry.killed() => None,
             },
         };
-        cancel.slot.clear();
+        entry.clear_cancel();
         if !statements.is_empty() {
             *kept_statements = Some(Box::new(std::mem::take(&mut statements)));
         }

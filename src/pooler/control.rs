@@ -40,9 +40,9 @@ pub struct Control {
 impl Control {
     pub fn new(shared: Shared, config_path: Option<PathBuf>) -> Arc<Self> {
         Arc::new(Control {
+            clients: Arc::clone(&shared.clients),
             current: ArcSwap::from_pointee(shared),
             config_path,
-            clients: Arc::default(),
             phase: watch::channel(Phase::Running).0,
             reloading: tokio::sync::Mutex::new(()),
             started_at: SystemTime::now(),
