@@ -123,7 +123,8 @@ impl ServerParams {
 #[derive(Debug)]
 pub struct ClientParams {
     tracked: std::sync::Arc<Tracked>,
-    values: Vec<(usize, Box<str>)>,
+    /// Boxed, not a Vec: it rarely grows after login, and 8 bytes less per client.
+    values: Box<[(usize, Box<str>)]>,
 }
 
 impl ClientParams {
@@ -132,7 +133,7 @@ impl ClientParams {
     pub fn from_startup(tracked: std::sync::Arc<Tracked>, params: &[(String, String)]) -> Self {
         let mut client = ClientParams {
             tracked,
-            values: Vec::new(),
+            values: Box::default(),
         };
         for (name, value) in params {
             if name == "options" {
@@ -145,7 +146,6 @@ impl ClientParams {
                 client.set(i, value.as_str().into());
             }
         }
-        client.values.shrink_to_fit();
         client
     }
 
@@ -160,7 +160,11 @@ impl ClientParams {
     fn set(&mut self, index: usize, value: Box<str>) {
         match self.values.iter_mut().find(|(i, _)| *i == index) {
             Some((_, v)) => *v = value,
-            None => self.values.push((index, value)),
+            None => {
+                let mut values = std::mem::take(&mut self.values).into_vec();
+                values.push((index, value));
+                self.values = values.into_boxed_slice();
+            }
         }
     }
 
