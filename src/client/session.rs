@@ -69,8 +69,15 @@ pub struct Session {
     statements: Option<Box<ClientStatements>>,
     /// The server it keeps between transactions: session mode only.
     held: Option<Box<ServerConn>>,
-    /// Its place in `max_client_connections`.
-    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Its place in `max_client_connections` (taken over in `new`), given back
+        // once its socket is closed, as the permit itself would have been.
+        drop(std::mem::replace(&mut self.client, Stream::Closed));
+        self.control.client_slots.add_permits(1);
+    }
 }
 
 impl Session {
@@ -95,6 +102,10 @@ impl Session {
         if control.phase() != Phase::Running {
             registered.entry.drain();
         }
+        // Its place in `max_client_connections` is given back by `drop`, through
+        // `control`, which the session holds anyway: 16 bytes less per client.
+        debug_assert!(Arc::ptr_eq(permit.semaphore(), &control.client_slots));
+        permit.forget();
         let (max_message, max_prepared) = {
             let pooler = &control.current().config.pooler;
             (pooler.max_message_size, pooler.max_prepared_statements)
@@ -113,7 +124,6 @@ impl Session {
             max_prepared: u32::try_from(max_prepared).unwrap_or(u32::MAX),
             statements: None,
             held: None,
-            _permit: permit,
         })
     }
 }
@@ -255,7 +265,7 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
         max_prepared,
         statements: kept_statements,
         ..
-    } = s;
+    } = &mut *s;
     let entry = &registered.entry;
     let client_id = entry.id;
     let tenant = &entry.tenant;
