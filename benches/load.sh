@@ -109,7 +109,7 @@ fi
 # --- build ------------------------------------------------------------------
 echo "== building (release): tenantpool and the load generator"
 cargo build --release --quiet --bin tenantpool
-TENANTPOOL=${CARGO_TARGET_DIR:-$ROOT/target}/release/tenantpool
+TENANTPOOL=$ROOT/target/release/tenantpool
 LOADGEN=$(cargo bench --quiet --bench loadgen --no-run --message-format=json 2>/dev/null |
     sed -n 's/.*"executable":"\([^"]*\/loadgen-[^"]*\)".*/\1/p' | tail -1)
 [ -x "$LOADGEN" ] || { echo "load.sh: could not build benches/loadgen.rs" >&2; exit 1; }
