@@ -251,9 +251,14 @@ pub async fn run_step(mut session: Box<Session>, wake: Wake) -> Option<Box<Sessi
 /// session is over (its server, if it held one, released).
 async fn step(s: &mut Session, wake: Wake) -> bool {
     // Taken for the step (and put back when it ends idle), so that the code below
-    // reads as one session's loop.
+    // reads as one session's loop. The named prepared statements (rewritten in
+    // transaction/statement modes) are boxed in the session only while it has some.
     let mut client = std::mem::replace(&mut s.client, Stream::Closed);
     let mut held = s.held.take();
+    let mut statements = s
+        .statements
+        .take()
+        .map_or_else(ClientStatements::default, |kept| *kept);
     let Session {
         control,
         database,
@@ -263,16 +268,12 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
         expires,
         max_message,
         max_prepared,
-        statements: kept_statements,
         ..
     } = &mut *s;
     let entry = &registered.entry;
     let client_id = entry.id;
     let tenant = &entry.tenant;
     let (max_message, max_prepared) = (*max_message as usize, *max_prepared as usize);
-    // A client with no named statements yet gets them here; they are kept (boxed)
-    // only if the transaction leaves some.
-    let mut statements = ClientStatements::default();
 
     // A transaction's own state, fresh each time: one ends with both directions
     // drained and the tracker idle, so nothing carries over.
@@ -295,6 +296,7 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
                 None if inbound.buf.is_empty() => {
                     s.client = client;
                     s.held = held;
+                    s.statements = (!statements.is_empty()).then(|| Box::new(statements));
                     return true;
                 }
                 // Part of a header arrived: wait for the rest here.
@@ -451,12 +453,8 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
             tracker: &mut tracker,
             policy,
             max_message,
-            statements: (database.mode != PoolMode::Session && max_prepared > 0).then_some(
-                match kept_statements.as_deref_mut() {
-                    Some(kept) => kept,
-                    None => &mut statements,
-                },
-            ),
+            statements: (database.mode != PoolMode::Session && max_prepared > 0)
+                .then_some(&mut statements),
             max_prepared,
         };
         // What arrived while no server was held is framed now that one is.
@@ -469,9 +467,6 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
             },
         };
         entry.clear_cancel();
-        if !statements.is_empty() {
-            *kept_statements = Some(Box::new(std::mem::take(&mut statements)));
-        }
         let Some(result) = result else {
             // Killed mid-transaction: the server's state is whatever it is; the
             // release below rolls it back or closes it.
