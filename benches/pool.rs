@@ -114,7 +114,7 @@ fn bench_uncontended(c: &mut Criterion) {
     let ids = tenants(POOL_SIZE);
     // Give each idle connection a different tenant, as affinity would leave them.
     rt.block_on(async {
-        let conns: Vec<ServerConn> = futures_util::future::join_all(
+        let conns: Vec<Box<ServerConn>> = futures_util::future::join_all(
             (0..POOL_SIZE).map(|i| pool.checkout(None, false, i as u64)),
         )
         .await

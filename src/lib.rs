@@ -16,11 +16,10 @@
 //! - [`config`]: the TOML schema; [`pooler`]: the running whole;
 //! - [`metrics`]: the Prometheus endpoint (`/metrics`, `/healthz`, `/readyz`);
 //! - [`tls`]: TLS towards clients (certificate reload) and towards servers (`sslmode`);
-//! - [`cancel`]: cancel keys; [`pgcluster`]: a throwaway PostgreSQL for the demo and tests.
+//! - [`pgcluster`]: a throwaway PostgreSQL for the demo and tests.
 
 pub mod admin;
 pub mod auth;
-pub mod cancel;
 pub mod client;
 pub mod config;
 pub mod demo;

@@ -8,6 +8,16 @@ use tenantpool::config::LogFormat;
 use tenantpool::{Config, Pooler};
 use tracing_subscriber::EnvFilter;
 
+// jemalloc, for memory per connected client more than for speed (though it
+// also costs less CPU per transaction here). tokio aligns each task and each
+// socket's readiness state to 128 bytes; glibc's malloc puts its 16-byte chunk
+// header in front of such a block, so every one leaves a 112-byte gap that
+// little else fits: ~220 B per idle client, a fifth of its cost. jemalloc's
+// size classes are naturally aligned and carry no header.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(version, about = "Tenant-aware PostgreSQL connection pooler")]
 struct Cli {

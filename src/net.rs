@@ -1,12 +1,34 @@
 //! The byte streams the pooler speaks over: TCP, a Unix socket, or TLS over
 //! TCP, on either side.
 
+use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+
+/// Who is at the other end of a connection, as logs and SHOW CLIENTS show it:
+/// `addr:port`, `unix`, or `?`. Kept as an address, not as text: every
+/// connected client has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    Tcp(SocketAddr),
+    Unix,
+    Unknown,
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Tcp(addr) => addr.fmt(f),
+            Peer::Unix => f.write_str("unix"),
+            Peer::Unknown => f.write_str("?"),
+        }
+    }
+}
 
 /// A connected socket.
 #[derive(Debug)]
@@ -59,43 +81,42 @@ impl Stream {
         matches!(self, Stream::ClientTls(_) | Stream::ServerTls(_))
     }
 
-    pub fn peer(&self) -> String {
+    pub fn peer(&self) -> Peer {
         match self {
-            Stream::Unix(_) => "unix".into(),
+            Stream::Unix(_) => Peer::Unix,
             _ => self
                 .tcp_ref()
                 .and_then(|s| s.peer_addr().ok())
-                .map(|a| a.to_string())
-                .unwrap_or_else(|| "?".into()),
+                .map_or(Peer::Unknown, Peer::Tcp),
         }
     }
 
-    /// Waits until a read would make progress (data, EOF or error), without reading.
+    /// Ready once a read would make progress (data, EOF or error), without reading.
     /// For TLS, rustls may already hold decrypted bytes the socket no longer
-    /// signals, so this returns at once then. Readiness of the socket alone may
+    /// signals, so this is ready at once then. Readiness of the socket alone may
     /// turn out to be a partial record or a TLS-only message; the caller's read
     /// then simply waits for more, as after any spurious wakeup.
-    pub async fn readable(&self) -> io::Result<()> {
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
-            Stream::Tcp(s) => s.readable().await,
-            Stream::Unix(s) => s.readable().await,
+            Stream::Tcp(s) => s.poll_read_ready(cx),
+            Stream::Unix(s) => s.poll_read_ready(cx),
             Stream::ClientTls(s) => {
                 let (tcp, conn) = s.get_ref();
                 if conn.wants_read() {
-                    tcp.readable().await
+                    tcp.poll_read_ready(cx)
                 } else {
-                    Ok(())
+                    Poll::Ready(Ok(()))
                 }
             }
             Stream::ServerTls(s) => {
                 let (tcp, conn) = s.get_ref();
                 if conn.wants_read() {
-                    tcp.readable().await
+                    tcp.poll_read_ready(cx)
                 } else {
-                    Ok(())
+                    Poll::Ready(Ok(()))
                 }
             }
-            Stream::Closed => Ok(()),
+            Stream::Closed => Poll::Ready(Ok(())),
         }
     }
 

@@ -48,11 +48,7 @@ pub async fn accept_loop(
         };
         match Arc::clone(&limit).try_acquire_owned() {
             Ok(permit) => {
-                let control = Arc::clone(&control);
-                tasks.spawn(async move {
-                    serve(stream, control).await;
-                    drop(permit);
-                });
+                tasks.spawn(serve(stream, Arc::clone(&control), permit));
             }
             Err(_) => {
                 if let Ok(permit) = Arc::clone(&rejecting).try_acquire_owned() {

@@ -10,10 +10,10 @@ use tokio::io::AsyncWriteExt;
 use super::authenticate::{self, authenticate, AuthFail};
 use super::startup::{read_first, First, StartupFail};
 use crate::auth::jwt;
-use crate::cancel::Registration;
 use crate::config::ADMIN_DATABASE;
 use crate::error::{sqlstate, ClientError};
 use crate::net::Stream;
+use crate::pooler::clients::{NewClient, Registered};
 use crate::pooler::{Database, Shared};
 use crate::protocol::backend;
 use crate::protocol::startup::PROTOCOL_MINOR;
@@ -23,13 +23,10 @@ use crate::tenant::{TenantError, TenantId};
 /// A logged-in client, ready for its session.
 pub struct Login {
     pub database: Arc<Database>,
-    /// The pooler user it authenticated as.
-    pub user: String,
-    pub tenant: Option<TenantId>,
+    /// Its entry in the client registry: its user, tenant, peer and cancel key.
+    pub registered: Registered,
     /// For token logins: the token's `exp` and the leeway; no transaction starts after both passed.
     pub expires_at: Option<(u64, u64)>,
-    pub cancel: Registration,
-    pub peer: String,
     /// The tracked session settings it asked for at startup.
     pub params: ClientParams,
 }
@@ -224,7 +221,15 @@ async fn handshake(
         .server_params()
         .await
         .map_err(|e| e.to_client())?;
-    let cancel = shared.cancel.register();
+    let peer = stream.peer();
+    // Registered now: its cancel key goes into the greeting.
+    let registered = shared.clients.register(NewClient {
+        database: &database.name,
+        user: &user,
+        tenant: tenant.clone(),
+        peer,
+        tls: stream.is_tls(),
+    });
 
     backend::authentication_ok(&mut out);
     let client_params = ClientParams::from_startup(Arc::clone(&shared.tracked), &startup.params);
@@ -243,20 +248,17 @@ async fn handshake(
         };
         backend::parameter_status(&mut out, name, value);
     }
-    backend::backend_key_data(&mut out, cancel.pid, cancel.secret);
+    let (pid, secret) = registered.entry.key();
+    backend::backend_key_data(&mut out, pid, secret);
     backend::ready_for_query(&mut out, b'I');
     stream.write_all(&out).await.map_err(|_| gone())?;
 
-    let peer = stream.peer();
     tracing::info!(user = %user, database = %db_name, tenant = tenant.as_ref().map(TenantId::as_str).unwrap_or(""), peer = %peer, outcome = "ok", "client login");
     counted.set(crate::metrics::LoginOutcome::Ok); // metrics hook
     Ok(Some(LoggedIn::Pooled(Login {
         database,
-        user,
-        tenant,
+        registered,
         expires_at,
-        cancel,
-        peer,
         params: client_params,
     })))
 }
@@ -330,7 +332,7 @@ fn gone() -> ClientError {
 }
 
 async fn forward_cancel(shared: &Shared, pid: i32, secret: &[u8]) {
-    match shared.cancel.lookup(pid, secret) {
+    match shared.clients.cancel_target(pid, secret) {
         Some((target, key)) => {
             if let Err(e) = crate::server::cancel::send_cancel(&target, key).await {
                 tracing::warn!(error = %e, "forwarding cancel request failed");

@@ -13,29 +13,47 @@ pub mod login;
 pub mod session;
 pub mod startup;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::error::{sqlstate, ClientError};
 use crate::net::Stream;
 use crate::pooler::Control;
 use login::LoggedIn;
+use session::{ClientTask, Session};
 
-/// Serves one client connection from its first byte to its end.
-pub async fn serve(mut stream: Stream, control: Arc<Control>) {
+/// Serves one client connection from its first byte to its end; `permit` is its
+/// place in `max_client_connections`, held until then.
+pub fn serve(
+    stream: Stream,
+    control: Arc<Control>,
+    permit: OwnedSemaphorePermit,
+) -> impl Future<Output = ()> + Send {
+    // The login (boxed by the task, and freed once it is over) hands over the
+    // session; the task then holds only that between transactions.
+    ClientTask::new(start(stream, control, permit), session::run_step)
+}
+
+/// The login, and what follows that is not a pooled session: the admin console,
+/// or telling the client why it was refused.
+async fn start(
+    mut stream: Stream,
+    control: Arc<Control>,
+    permit: OwnedSemaphorePermit,
+) -> Option<Box<Session>> {
     let shared = control.current();
     let timeout = shared.config.pooler.client_login_timeout;
-    // Boxed: the login's state is freed once it is over, so a connected client's
-    // task is only as large as its session's idle state (RSS per idle client).
-    let outcome = tokio::time::timeout(timeout, Box::pin(login::login(&mut stream, &shared))).await;
+    let outcome = tokio::time::timeout(timeout, login::login(&mut stream, &shared)).await;
     match outcome {
         Ok(Ok(Some(LoggedIn::Pooled(login)))) => {
             // The greeting went out with write_all; TLS may still hold it as ciphertext.
             if stream.flush().await.is_ok() {
                 drop(shared);
-                session::run(stream, login, &control).await
+                return Some(Session::new(stream, login, control, permit));
             }
         }
         Ok(Ok(Some(LoggedIn::Admin { user }))) => {
@@ -45,7 +63,7 @@ pub async fn serve(mut stream: Stream, control: Arc<Control>) {
             }
         }
         Ok(Ok(None)) => {}
-        Ok(Err(error)) => Box::pin(send_error(&mut stream, &error)).await,
+        Ok(Err(error)) => send_error(&mut stream, &error).await,
         Err(_) => {
             let error = ClientError::fatal(
                 sqlstate::QUERY_CANCELED,
@@ -54,6 +72,8 @@ pub async fn serve(mut stream: Stream, control: Arc<Control>) {
             send_error(&mut stream, &error).await;
         }
     }
+    drop(permit);
+    None
 }
 
 /// Best effort: the client may already be gone.

@@ -59,9 +59,9 @@ struct Row<'a> {
 
 pub(super) fn render(metrics: &Metrics, control: &Control) -> String {
     let shared = control.current();
-    let mut per_db: HashMap<String, (usize, usize)> = HashMap::new();
+    let mut per_db: HashMap<Arc<str>, (usize, usize)> = HashMap::new();
     for c in control.clients.list() {
-        let e = per_db.entry(c.database.clone()).or_default();
+        let e = per_db.entry(Arc::clone(&c.database)).or_default();
         e.0 += 1;
         e.1 += usize::from(c.state() == ClientState::Active);
     }
@@ -71,7 +71,7 @@ pub(super) fn render(metrics: &Metrics, control: &Control) -> String {
         .iter()
         .filter_map(|db| {
             let m = db.pool.metrics.get()?;
-            let (connected, active) = per_db.get(&db.name).copied().unwrap_or_default();
+            let (connected, active) = per_db.get(db.name.as_str()).copied().unwrap_or_default();
             Some(Row {
                 snap: db.pool.snapshot(),
                 stats: &db.pool.stats,

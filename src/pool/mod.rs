@@ -87,21 +87,21 @@ pub struct PoolSettings {
 /// ParameterStatus (name, value) pairs a server reported at login.
 pub type ServerParams = Arc<Vec<(String, String)>>;
 
-type Waiter = oneshot::Sender<Result<ServerConn, PoolError>>;
+type Waiter = oneshot::Sender<Result<Box<ServerConn>, PoolError>>;
 
-// A short-lived value on the checkout path: boxing the connection would cost an
-// allocation per checkout to save stack space nobody needs.
-#[allow(clippy::large_enum_variant)]
 enum Next {
-    Idle(ServerConn),
+    Idle(Box<ServerConn>),
     Open,
-    Wait(oneshot::Receiver<Result<ServerConn, PoolError>>),
+    Wait(oneshot::Receiver<Result<Box<ServerConn>, PoolError>>),
 }
 
 #[derive(Default)]
 struct State {
-    /// Idle connections, least recently used first.
-    idle: Vec<ServerConn>,
+    /// Idle connections, least recently used first. Boxed from the moment they
+    /// open: a lent connection moves as a pointer, and a client that keeps one
+    /// (session mode) holds 8 bytes in its session, not the whole connection.
+    #[allow(clippy::vec_box)]
+    idle: Vec<Box<ServerConn>>,
     /// Connections counted against `size`: idle, lent out, or being opened.
     open: usize,
     /// Of `open`, those still connecting.
@@ -189,7 +189,7 @@ impl Pool {
         tenant: Option<&TenantId>,
         affinity: bool,
         client: u64,
-    ) -> Result<ServerConn, PoolError> {
+    ) -> Result<Box<ServerConn>, PoolError> {
         let settings = self.settings();
         let deadline = Instant::now() + settings.query_wait_timeout;
         loop {
@@ -248,10 +248,10 @@ impl Pool {
 
     async fn wait(
         &self,
-        mut rx: oneshot::Receiver<Result<ServerConn, PoolError>>,
+        mut rx: oneshot::Receiver<Result<Box<ServerConn>, PoolError>>,
         deadline: Instant,
         settings: &PoolSettings,
-    ) -> Result<ServerConn, PoolError> {
+    ) -> Result<Box<ServerConn>, PoolError> {
         self.stats.waiting_inc();
         let result = tokio::time::timeout_at(deadline.into(), &mut rx).await;
         self.stats.waiting_dec();
@@ -277,7 +277,7 @@ impl Pool {
     }
 
     /// Opens a new connection into a slot already reserved (counted in `open` and `opening`).
-    async fn open(self: &Arc<Self>, mut slot: Slot) -> Result<ServerConn, PoolError> {
+    async fn open(self: &Arc<Self>, mut slot: Slot) -> Result<Box<ServerConn>, PoolError> {
         let started = Instant::now();
         let id = crate::pool::stats::next_server_id();
         let result = self.target.connect().await;
@@ -285,7 +285,7 @@ impl Pool {
             Ok(logged_in) => {
                 *self.params.lock().unwrap_or_else(|e| e.into_inner()) =
                     Some(Arc::new(logged_in.params.clone()));
-                let mut conn = ServerConn::new(logged_in, id, slot);
+                let mut conn = Box::new(ServerConn::new(logged_in, id, slot));
                 if self.settings().identify_backend {
                     match self.identify(&mut conn).await {
                         Ok(identity) => conn.identity = Some(identity),
@@ -346,7 +346,7 @@ impl Pool {
     }
 
     /// Returns a clean, idle connection: to the longest waiter, or to the idle list.
-    pub fn checkin(&self, mut conn: ServerConn) {
+    pub fn checkin(&self, mut conn: Box<ServerConn>) {
         let now = Instant::now();
         let settings = self.settings.load();
         let mut st = self.lock();
@@ -584,11 +584,12 @@ fn mark_lent(st: &mut State, conn: &ServerConn, client: u64) {
 
 /// Picks an idle connection: the most recently used one set to `tenant` when
 /// `affinity` allows, else the most recently used one.
+#[allow(clippy::vec_box)] // the pool lends boxes (see `State::idle`)
 fn take_idle(
-    idle: &mut Vec<ServerConn>,
+    idle: &mut Vec<Box<ServerConn>>,
     tenant: Option<&TenantId>,
     affinity: bool,
-) -> Option<ServerConn> {
+) -> Option<Box<ServerConn>> {
     if idle.is_empty() {
         return None;
     }

@@ -17,7 +17,7 @@ const RESET_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs each statement and returns the connection if all ended idle without
 /// error; `None` means it was closed.
-pub async fn run(mut conn: ServerConn, statements: &[&str]) -> Option<ServerConn> {
+pub async fn run(mut conn: Box<ServerConn>, statements: &[&str]) -> Option<Box<ServerConn>> {
     // Whatever happens below, nothing vouches for the tenant setting any more.
     // DISCARD ALL drops every prepared statement and setting; ROLLBACK keeps them.
     conn.tenant = ServerTenant::Unknown;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use super::clients::ClientRegistry;
 use super::state::Shared;
@@ -30,6 +30,9 @@ pub struct Control {
     /// The file RELOAD re-reads; `None` when started from code (tests, demo).
     config_path: Option<PathBuf>,
     pub clients: Arc<ClientRegistry>,
+    /// `max_client_connections`: a permit per connected client, from its accept
+    /// to its end (a logged-in client's session gives it back when dropped).
+    pub client_slots: Arc<Semaphore>,
     phase: watch::Sender<Phase>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
@@ -40,9 +43,10 @@ pub struct Control {
 impl Control {
     pub fn new(shared: Shared, config_path: Option<PathBuf>) -> Arc<Self> {
         Arc::new(Control {
+            clients: Arc::clone(&shared.clients),
+            client_slots: Arc::new(Semaphore::new(shared.config.pooler.max_client_connections)),
             current: ArcSwap::from_pointee(shared),
             config_path,
-            clients: Arc::default(),
             phase: watch::channel(Phase::Running).0,
             reloading: tokio::sync::Mutex::new(()),
             started_at: SystemTime::now(),
@@ -83,8 +87,13 @@ impl Control {
             }
             advance
         });
-        if next == Phase::Stopped {
-            self.clients.kill_where(|_| true);
+        // Sessions learn of the shutdown through their registry entries (a
+        // session registered after this looks at the phase itself).
+        match next {
+            Phase::Stopped => {
+                self.clients.kill_where(|_| true);
+            }
+            _ => self.clients.drain_all(),
         }
     }
 
@@ -212,7 +221,7 @@ impl Control {
             .pop()
             .expect("one database");
         db.pool.kill();
-        Ok(self.clients.kill_where(|c| c.database == database))
+        Ok(self.clients.kill_where(|c| *c.database == *database))
     }
 
     /// Snapshots of every configured pool.

@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use thiserror::Error;
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 pub use control::{Control, Phase};
@@ -112,7 +111,6 @@ impl Pooler {
     pub async fn run(self, stop: impl Future<Output = ()>) {
         let control = self.control;
         let shared = control.current();
-        let limit = Arc::new(Semaphore::new(shared.config.pooler.max_client_connections));
         let unix_path = self.unix.as_ref().map(|(_, p)| p.clone());
         // Certificate reload on SIGHUP and on file change, for as long as we accept.
         let watcher = shared
@@ -138,7 +136,7 @@ impl Pooler {
             Arc::clone(&control),
             self.tcp,
             self.unix.map(|(l, _)| l),
-            limit,
+            Arc::clone(&control.client_slots),
             tasks.clone(),
             shutdown,
         )

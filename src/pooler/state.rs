@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::clients::ClientRegistry;
 use super::StartError;
 use crate::auth::jwt::JwtVerifier;
 use crate::auth::Secret;
-use crate::cancel::CancelRegistry;
 use crate::config::{Config, DatabaseConfig, PoolMode, TenantSource};
 use crate::metrics::Metrics;
 use crate::pool::{Pool, PoolSettings};
@@ -35,7 +35,9 @@ pub struct Shared {
     pub config: Config,
     users: HashMap<String, Secret>,
     pub databases: HashMap<String, Arc<Database>>,
-    pub cancel: Arc<CancelRegistry>,
+    /// Every connected client (and so their cancel keys); one registry for all
+    /// generations, the same as `Control::clients`.
+    pub clients: Arc<ClientRegistry>,
     /// Key for the fake SCRAM verifiers of unknown users, so they look like real ones.
     pub mock_key: [u8; 32],
     /// The certificate clients see, when `[pooler.tls]` is configured.
@@ -181,7 +183,7 @@ impl Shared {
         Ok(Shared {
             users,
             databases,
-            cancel: previous.map_or_else(Default::default, |s| Arc::clone(&s.cancel)),
+            clients: previous.map_or_else(Default::default, |s| Arc::clone(&s.clients)),
             mock_key: previous.map_or_else(rand::random, |s| s.mock_key),
             tls,
             metrics,

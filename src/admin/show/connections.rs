@@ -10,6 +10,7 @@ use super::{flag, int, since, text, Field, Live};
 use crate::admin::format;
 use crate::pool::{ServerInfo, ServerState};
 use crate::pooler::clients::{ClientEntry, ClientState};
+use crate::tenant::TenantId;
 
 pub struct ClientRow {
     entry: Arc<ClientEntry>,
@@ -31,9 +32,11 @@ impl ClientRow {
 pub const CLIENTS: &[Field<ClientRow>] = &[
     text("type", |_| "C".into()),
     int("id", |r| r.entry.id.into()),
-    text("user", |r| r.entry.user.as_str().into()),
-    text("database", |r| r.entry.database.as_str().into()),
-    text("tenant", |r| r.entry.tenant.as_deref().into()),
+    text("user", |r| (*r.entry.user).into()),
+    text("database", |r| (*r.entry.database).into()),
+    text("tenant", |r| {
+        r.entry.tenant.as_ref().map(TenantId::as_str).into()
+    }),
     text("state", |r| r.state.as_str().into()),
     text("addr", |r| r.addr.as_str().into()),
     int("port", |r| r.port.into()),
@@ -51,7 +54,7 @@ pub fn client_rows(clients: &[Arc<ClientEntry>]) -> Vec<ClientRow> {
     clients
         .iter()
         .map(|c| {
-            let (addr, port) = format::split_peer(&c.peer);
+            let (addr, port) = format::split_peer(&c.peer.to_string());
             ClientRow {
                 entry: Arc::clone(c),
                 state: c.state(),
@@ -93,7 +96,7 @@ pub fn server_rows(live: Live) -> Vec<ServerRow> {
     let tenants: HashMap<u64, Option<&str>> = live
         .clients
         .iter()
-        .map(|c| (c.id, c.tenant.as_deref()))
+        .map(|c| (c.id, c.tenant.as_ref().map(TenantId::as_str)))
         .collect();
     let mut rows = Vec::new();
     for p in live.pools {

@@ -70,7 +70,7 @@ pub fn pool_rows(live: Live) -> Vec<PoolRow> {
     let mut by_db: HashMap<&str, ClientCounts> = HashMap::new();
     for c in &live.clients {
         by_db
-            .entry(c.database.as_str())
+            .entry(&*c.database)
             .or_default()
             .add(c.state(), c.in_state_for());
     }

@@ -55,7 +55,7 @@ pub fn rows(live: Live) -> Vec<TenantRow> {
     }
     for c in &live.clients {
         if let Some(tenant) = &c.tenant {
-            row(&mut by, tenant, &c.database)
+            row(&mut by, tenant.as_str(), &c.database)
                 .clients
                 .add(c.state(), c.in_state_for());
         }
