@@ -32,7 +32,7 @@ use crate::pooler::{Control, Database, Phase};
 use crate::relay::{
     ClientHalf, ClientParams, ClientStatements, Outcome, Relay, RelayError, ServerHalf, Tracker,
 };
-use crate::tenant::ServerTenant;
+use crate::tenant::{ServerTenant, TenantId, TenantPolicy};
 
 /// What woke an idle session.
 #[derive(Debug, Clone, Copy)]
@@ -413,12 +413,12 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
             } else {
                 // Inside the client's own transaction where its first statement allows
                 // (see tenant::inline); otherwise as a Query of its own.
-                let unsynced = (database.mode != PoolMode::Session)
-                    .then(|| inbound.single_statement_request(Some(&statements)))
-                    .flatten()
-                    .is_some_and(crate::tenant::inline::starts_plain_statement)
-                    .then(|| policy.and_then(|p| p.unsynced_set_message(tenant.as_ref())))
-                    .flatten();
+                let unsynced = match policy {
+                    Some(policy) if database.mode != PoolMode::Session => {
+                        inline_tenant_set(policy, tenant.as_ref(), &inbound, &statements)
+                    }
+                    _ => None,
+                };
                 if let Some(message) = unsynced {
                     unsynced_set = Some(message);
                     outbound.swallowing_unsynced = true;
@@ -587,6 +587,21 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
 }
 
 /// `first` then `then`, as one write.
+/// The tenant SET to send inside the client's own transaction, if its next
+/// request allows that (see [`crate::tenant::inline`]).
+fn inline_tenant_set(
+    policy: &TenantPolicy,
+    tenant: Option<&TenantId>,
+    inbound: &ClientHalf,
+    statements: &ClientStatements,
+) -> Option<Bytes> {
+    let sql = inbound.single_statement_request(Some(statements))?;
+    if !crate::tenant::inline::starts_plain_statement(sql) {
+        return None;
+    }
+    policy.unsynced_set_message(tenant)
+}
+
 fn join(first: Option<bytes::Bytes>, then: bytes::Bytes) -> bytes::Bytes {
     match first {
         None => then,
