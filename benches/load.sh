@@ -115,7 +115,7 @@ if [ -n "${TENANTPOOL_BIN:-}" ]; then
     TENANTPOOL=$TENANTPOOL_BIN
 else
     cargo build --release --quiet --bin tenantpool
-    TENANTPOOL=$ROOT/target/release/tenantpool
+    TENANTPOOL=${CARGO_TARGET_DIR:-$ROOT/target}/release/tenantpool
 fi
 LOADGEN=$(cargo bench --quiet --bench loadgen --no-run --message-format=json 2>/dev/null |
     sed -n 's/.*"executable":"\([^"]*\/loadgen-[^"]*\)".*/\1/p' | tail -1)
