@@ -174,6 +174,17 @@ pub struct Prepared<'a> {
 /// one: it goes to the server (see the outbound side). Anything more complex is
 /// left to the server too.
 pub fn deallocated_name(sql: &[u8]) -> Option<Vec<u8>> {
+    // Every simple Query passes here: decide on the first word before anything
+    // that scans the whole text or allocates.
+    let start = sql
+        .iter()
+        .position(|&b| !(b.is_ascii_whitespace() || b == b'\x0b'))?;
+    if !sql[start..]
+        .get(..b"deallocate".len())
+        .is_some_and(|w| w.eq_ignore_ascii_case(b"deallocate"))
+    {
+        return None;
+    }
     let text = std::str::from_utf8(sql).ok()?;
     let text = text.trim().trim_end_matches(';').trim();
     if text.contains(';') {
@@ -243,5 +254,9 @@ mod tests {
         assert_eq!(deallocated_name(b"deallocate prepare all"), None);
         assert_eq!(deallocated_name(b"DISCARD ALL"), None);
         assert_eq!(deallocated_name(b"select 1; deallocate s"), None);
+        assert_eq!(deallocated_name(b"\x0b\tdeallocate s"), Some(b"s".to_vec()));
+        assert_eq!(deallocated_name(b"deallocatex s"), None);
+        assert_eq!(deallocated_name(b"dealloc"), None);
+        assert_eq!(deallocated_name(b""), None);
     }
 }
