@@ -258,10 +258,16 @@ async fn max_client_connections_refuses_with_53300() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn waiting_clients_are_served_first_in_first_out() {
+/// Queues `WAITERS` clients of alternating tenants behind one held connection and
+/// returns, for each in queue order, its place in the order they were served.
+async fn served_order(affinity: bool) -> Vec<usize> {
     const WAITERS: usize = 20;
-    let h = Harness::start(|c, _| c.databases.get_mut("app").unwrap().pool_size = 1).await;
+    let h = Harness::start(|c, _| {
+        let db = c.databases.get_mut("app").unwrap();
+        db.pool_size = 1;
+        db.tenant.as_mut().unwrap().affinity = affinity;
+    })
+    .await;
     h.cluster
         .psql(
             "app",
@@ -274,7 +280,7 @@ async fn waiting_clients_are_served_first_in_first_out() {
 
     let mut clients = Vec::new();
     for i in 0..WAITERS {
-        let tenant = if i % 2 == 0 { "acme" } else { "globex" };
+        let tenant = if i % 2 == 0 { "globex" } else { "acme" };
         clients.push(h.connect(&format!("app.{tenant}"), "app").await);
     }
     // Queue them one by one, so the queue order is known.
@@ -290,11 +296,37 @@ async fn waiting_clients_are_served_first_in_first_out() {
     holder.simple_query("COMMIT").await.unwrap();
 
     // nextval() runs on the server in the order the clients got the connection.
-    for (i, q) in queries.into_iter().enumerate() {
+    let mut order = Vec::new();
+    for q in queries {
         let v = q.await.unwrap().expect("every waiting client succeeds");
-        assert_eq!(v, i as i64 + 1, "client {i} was served out of order");
+        order.push(v as usize - 1);
     }
     assert_eq!(pool.stats.wait_timeouts.get(), 0);
+    order
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_clients_are_served_first_in_first_out() {
+    let order = served_order(false).await;
+    assert_eq!(order, (0..order.len()).collect::<Vec<_>>());
+}
+
+/// With tenant affinity, a connection set to acme goes to a waiting acme client
+/// first, but no client sees more than four later ones served before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_affinity_bends_the_queue_order_within_bounds() {
+    let order = served_order(true).await;
+    // Queue: globex, acme, globex, acme, ...; the connection comes back set to
+    // acme, so the first acme waiter (1) goes first.
+    assert_eq!(order[1], 0, "order: {order:?}");
+    assert_ne!(order, (0..order.len()).collect::<Vec<_>>());
+    for (i, &place) in order.iter().enumerate() {
+        let overtaken_by = order[i + 1..].iter().filter(|&&p| p < place).count();
+        assert!(
+            overtaken_by <= 4,
+            "client {i} passed over {overtaken_by} times: {order:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

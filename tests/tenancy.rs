@@ -753,3 +753,38 @@ async fn set_inside_the_clients_transaction_is_trusted_only_after_commit() {
         "all on one server connection"
     );
 }
+
+/// A connection coming back set to a tenant goes to a waiting client of that
+/// tenant before older waiters of others (within bounds: `pool::waiters`), so
+/// it needs no SET.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn returned_connection_goes_first_to_a_waiter_of_its_tenant() {
+    let h = Harness::start_with(ClusterOptions::default(), pool_size_1_unguarded).await;
+    let pool = h.pool("app");
+    let holder = h.connect("app.acme", "app").await;
+    let globex = Arc::new(h.connect("app.globex", "app").await);
+    let acme = Arc::new(h.connect("app.acme", "app").await);
+
+    holder.batch_execute("begin").await.unwrap();
+    assert_eq!(count_items(&holder).await, 3);
+    let first = {
+        let globex = Arc::clone(&globex);
+        tokio::spawn(async move { count_items(&*globex).await })
+    };
+    wait_until("globex waiting", || async { pool.counts().2 == 1 }).await;
+    let second = {
+        let acme = Arc::clone(&acme);
+        tokio::spawn(async move { count_items(&*acme).await })
+    };
+    wait_until("acme waiting behind globex", || async {
+        pool.counts().2 == 2
+    })
+    .await;
+    assert_eq!(sets(&h, "app"), (1, 0));
+
+    holder.batch_execute("commit").await.unwrap();
+    assert_eq!(second.await.unwrap(), 3);
+    assert_eq!(first.await.unwrap(), 2);
+    // acme's waiter took the connection still set to acme (skipped); globex's SET came after.
+    assert_eq!(sets(&h, "app"), (2, 1));
+}

@@ -14,8 +14,9 @@ pub mod reset;
 pub mod simple_query;
 pub mod snapshot;
 pub mod stats;
+mod waiters;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -28,6 +29,7 @@ pub use conn::ServerConn;
 use conn::Slot;
 pub use snapshot::{PoolSnapshot, ServerInfo, ServerState};
 pub use stats::PoolStats;
+use waiters::{Answer, Waiters};
 
 use crate::config::PoolMode;
 use crate::error::{sqlstate, ClientError};
@@ -87,12 +89,10 @@ pub struct PoolSettings {
 /// ParameterStatus (name, value) pairs a server reported at login.
 pub type ServerParams = Arc<Vec<(String, String)>>;
 
-type Waiter = oneshot::Sender<Result<Box<ServerConn>, PoolError>>;
-
 enum Next {
     Idle(Box<ServerConn>),
     Open,
-    Wait(oneshot::Receiver<Result<Box<ServerConn>, PoolError>>),
+    Wait(Answer),
 }
 
 #[derive(Default)]
@@ -106,10 +106,42 @@ struct State {
     open: usize,
     /// Of `open`, those still connecting.
     opening: usize,
-    /// Clients waiting for a connection, oldest first, with when they started.
-    waiters: VecDeque<(Instant, Waiter)>,
+    /// Clients waiting for a connection.
+    waiters: Waiters,
     /// Every open connection, for admin views.
     servers: HashMap<u64, ServerInfo>,
+    exhausted: ExhaustedLog,
+}
+
+/// Logs "pool exhausted" at most once per [`ExhaustedLog::EVERY`]: under steady
+/// overload the wait queue empties and fills again thousands of times a second.
+#[derive(Default)]
+struct ExhaustedLog {
+    last: Option<Instant>,
+    /// Times the queue started since the last line.
+    since: u64,
+}
+
+impl ExhaustedLog {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn happened(&mut self, now: Instant, pool: &str, size: usize) {
+        self.since += 1;
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Self::EVERY)
+        {
+            return;
+        }
+        tracing::info!(
+            pool,
+            size,
+            times = self.since,
+            "pool exhausted: clients are waiting for a server connection"
+        );
+        self.last = Some(now);
+        self.since = 0;
+    }
 }
 
 impl State {
@@ -215,11 +247,12 @@ impl Pool {
                     st.opening += 1;
                     Next::Open
                 } else {
+                    let now = Instant::now();
                     if st.waiters.is_empty() && !paused {
-                        tracing::info!(pool = %self.name, size = settings.size, "pool exhausted: clients are waiting for a server connection");
+                        st.exhausted.happened(now, &self.name, settings.size);
                     }
                     let (tx, rx) = oneshot::channel();
-                    st.waiters.push_back((Instant::now(), tx));
+                    st.waiters.push(now, tenant, affinity, tx);
                     Next::Wait(rx)
                 }
             };
@@ -248,7 +281,7 @@ impl Pool {
 
     async fn wait(
         &self,
-        mut rx: oneshot::Receiver<Result<Box<ServerConn>, PoolError>>,
+        mut rx: Answer,
         deadline: Instant,
         settings: &PoolSettings,
     ) -> Result<Box<ServerConn>, PoolError> {
@@ -362,8 +395,8 @@ impl Pool {
             info.returned(&conn);
         }
         if !self.paused.load(Ordering::Acquire) {
-            while let Some((_, waiter)) = st.waiters.pop_front() {
-                match waiter.send(Ok(conn)) {
+            while let Some(waiter) = st.waiters.pop_for(&conn.tenant) {
+                match waiter.tx.send(Ok(conn)) {
                     Ok(()) => return,
                     Err(Ok(back)) => conn = back, // that waiter gave up; try the next
                     Err(Err(_)) => unreachable!("we sent Ok"),
@@ -401,11 +434,11 @@ impl Pool {
         let mut to_open = 0;
         {
             let mut st = self.lock();
-            st.waiters.retain(|(_, w)| !w.is_closed());
+            st.waiters.drop_closed();
             while !st.waiters.is_empty() {
                 if let Some(conn) = st.idle.pop() {
-                    let (_, waiter) = st.waiters.pop_front().expect("not empty");
-                    if let Err(Ok(conn)) = waiter.send(Ok(conn)) {
+                    let waiter = st.waiters.pop_for(&conn.tenant).expect("not empty");
+                    if let Err(Ok(conn)) = waiter.tx.send(Ok(conn)) {
                         st.idle.push(conn);
                     }
                 } else {
@@ -440,8 +473,8 @@ impl Pool {
             Err(e) => {
                 // Tell the longest waiter now rather than letting it wait out its timeout.
                 let mut st = self.lock();
-                while let Some((_, w)) = st.waiters.pop_front() {
-                    if w.send(Err(e.clone())).is_ok() {
+                while let Some(w) = st.waiters.pop_front() {
+                    if w.tx.send(Err(e.clone())).is_ok() {
                         break;
                     }
                 }
@@ -503,13 +536,10 @@ impl Pool {
             let mut st = self.lock();
             // Under the lock, so no check-in between this and taking `idle` keeps a connection.
             self.kills.fetch_add(1, Ordering::AcqRel);
-            (
-                std::mem::take(&mut st.idle),
-                std::mem::take(&mut st.waiters),
-            )
+            (std::mem::take(&mut st.idle), st.waiters.take_all())
         };
-        for (_, w) in waiters {
-            let _ = w.send(Err(PoolError::Killed(self.name.clone())));
+        for w in waiters {
+            let _ = w.tx.send(Err(PoolError::Killed(self.name.clone())));
         }
         drop(idle);
     }
@@ -520,13 +550,10 @@ impl Pool {
         self.retired.store(true, Ordering::Release);
         let (idle, waiters) = {
             let mut st = self.lock();
-            (
-                std::mem::take(&mut st.idle),
-                std::mem::take(&mut st.waiters),
-            )
+            (std::mem::take(&mut st.idle), st.waiters.take_all())
         };
-        for (_, w) in waiters {
-            let _ = w.send(Err(PoolError::Retired(self.name.clone())));
+        for w in waiters {
+            let _ = w.tx.send(Err(PoolError::Retired(self.name.clone())));
         }
         drop(idle);
     }
@@ -538,7 +565,7 @@ impl Pool {
     /// Counts for admin views and tests: (open, idle, waiting).
     pub fn counts(&self) -> (usize, usize, usize) {
         let st = self.lock();
-        let waiting = st.waiters.iter().filter(|(_, w)| !w.is_closed()).count();
+        let waiting = st.waiters.live().count();
         (st.open, st.idle.len(), waiting)
     }
 
@@ -547,10 +574,10 @@ impl Pool {
         let settings = self.settings();
         let st = self.lock();
         let now = Instant::now();
-        let live_waiters = st.waiters.iter().filter(|(_, w)| !w.is_closed());
+        let live_waiters = st.waiters.live();
         let max_wait = live_waiters
             .clone()
-            .map(|(since, _)| now.duration_since(*since))
+            .map(|w| now.duration_since(w.since))
             .max()
             .unwrap_or_default();
         let mut servers: Vec<ServerInfo> = st.servers.values().cloned().collect();
