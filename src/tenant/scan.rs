@@ -6,7 +6,7 @@
 //! negative could run a client under a stale tenant. It cannot see SQL built
 //! dynamically inside functions; the tenant guard and the signed context close that.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 use super::SettingName;
 
@@ -29,9 +29,12 @@ impl SettingScanner {
         patterns.push(setting.last_part());
         // A Unicode-escaped identifier (U&"...") can spell the name without its letters.
         patterns.push("u&\"");
+        // A DFA without prefilter, as for the tracked settings (relay::params).
         let automaton = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostFirst)
+            .kind(Some(AhoCorasickKind::DFA))
+            .prefilter(false)
             .build(patterns)
             .expect("static patterns build");
         SettingScanner { automaton }
