@@ -138,7 +138,9 @@ pub struct Tracker {
 impl Default for Tracker {
     fn default() -> Self {
         Tracker {
-            owed: VecDeque::new(),
+            // One extended-protocol request owes five answers (Parse, Bind,
+            // Describe, Execute, Sync): room for them without regrowing.
+            owed: VecDeque::with_capacity(8),
             counts: Counts::default(),
             status: b'I',
             batch_open: false,
