@@ -32,7 +32,7 @@ use crate::pooler::{Control, Database, Phase};
 use crate::relay::{
     ClientHalf, ClientParams, ClientStatements, Outcome, Relay, RelayError, ServerHalf, Tracker,
 };
-use crate::tenant::{ServerTenant, TenantId, TenantPolicy};
+use crate::tenant::{ServerTenant, TenantPolicy};
 
 /// What woke an idle session.
 #[derive(Debug, Clone, Copy)]
@@ -415,7 +415,7 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
                 // (see tenant::inline); otherwise as a Query of its own.
                 let unsynced = match policy {
                     Some(policy) if database.mode != PoolMode::Session => {
-                        inline_tenant_set(policy, tenant.as_ref(), &inbound, &statements)
+                        inline_tenant_set(policy, set, &inbound, &statements)
                     }
                     _ => None,
                 };
@@ -591,7 +591,7 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
 /// request allows that (see [`crate::tenant::inline`]).
 fn inline_tenant_set(
     policy: &TenantPolicy,
-    tenant: Option<&TenantId>,
+    set: &[u8],
     inbound: &ClientHalf,
     statements: &ClientStatements,
 ) -> Option<Bytes> {
@@ -599,7 +599,7 @@ fn inline_tenant_set(
     if !crate::tenant::inline::starts_plain_statement(sql) {
         return None;
     }
-    policy.unsynced_set_message(tenant)
+    policy.unsynced_set_message(set)
 }
 
 fn join(first: Option<bytes::Bytes>, then: bytes::Bytes) -> bytes::Bytes {

@@ -55,10 +55,11 @@ pub fn query(buf: &mut BytesMut, sql: &str) {
 
 /// Parse, Bind and Execute of `sql` as the unnamed statement and portal, with no
 /// parameters and no Sync: it runs at the head of whatever the client sends next.
-pub fn unsynced_statement(buf: &mut BytesMut, sql: &str) {
+pub fn unsynced_statement(buf: &mut BytesMut, sql: &[u8]) {
     put_message(buf, tag::PARSE, |b| {
         b.put_u8(0);
-        put_cstr(b, sql);
+        b.put_slice(sql);
+        b.put_u8(0);
         b.put_i16(0);
     });
     put_message(buf, tag::BIND, |b| {

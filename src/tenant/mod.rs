@@ -19,7 +19,7 @@ pub mod signed;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use thiserror::Error;
 
 pub use id::{TenantId, TenantPattern};
@@ -27,6 +27,7 @@ pub use scan::SettingScanner;
 pub use setting::SettingName;
 
 use crate::config::{TenantConfig, TenantSource};
+use crate::protocol::{frontend, HEADER_LEN};
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum TenantError {
@@ -107,14 +108,18 @@ impl TenantPolicy {
     }
 
     /// The SET as Parse, Bind and Execute without Sync, to run at the head of the
-    /// client's next statement (see [`inline`]). `None` when the context is signed:
-    /// entering it is a function call, whose snapshot would come too early for
-    /// `BEGIN ISOLATION LEVEL ...`.
-    pub fn unsynced_set_message(&self, tenant: Option<&TenantId>) -> Option<Bytes> {
-        self.signed.is_none().then(|| {
-            self.setting
-                .unsynced_set_message(tenant.map(TenantId::as_str).unwrap_or(""))
-        })
+    /// client's next statement (see [`inline`]), made from `set`, the client's
+    /// [`Self::set_message`], so that nothing is formatted per transaction. `None`
+    /// when the context is signed: entering it is a function call, whose snapshot
+    /// would come too early for `BEGIN ISOLATION LEVEL ...`.
+    pub fn unsynced_set_message(&self, set: &[u8]) -> Option<Bytes> {
+        if self.signed.is_some() {
+            return None;
+        }
+        let sql = frontend::query_text(set.get(HEADER_LEN..)?);
+        let mut buf = BytesMut::with_capacity(sql.len() + 32);
+        frontend::unsynced_statement(&mut buf, sql);
+        Some(buf.freeze())
     }
 
     /// The tenant-context guard, unless turned off.
@@ -189,6 +194,24 @@ mod tests {
             t
         })
         .unwrap()
+    }
+
+    #[test]
+    fn the_unsynced_set_is_the_query_set_as_parse_bind_execute() {
+        let p = policy(true);
+        let (_, tenant) = p.resolve("app.acme").unwrap();
+        let set = p.set_message(tenant.as_ref());
+        let unsynced = p.unsynced_set_message(&set).unwrap();
+        let sql = b"SET app.current_tenant = E'acme'";
+        let mut expected = vec![b'P'];
+        expected.extend_from_slice(&(4 + 1 + sql.len() as i32 + 1 + 2).to_be_bytes());
+        expected.push(0);
+        expected.extend_from_slice(sql);
+        expected.extend_from_slice(&[0, 0, 0]);
+        expected.extend_from_slice(b"B\0\0\0\x0c\0\0\0\0\0\0\0\0");
+        expected.extend_from_slice(b"E\0\0\0\x09\0\0\0\0\0");
+        assert_eq!(&unsynced[..], &expected[..]);
+        assert_eq!(p.unsynced_set_message(b"Q\0"), None, "not a message");
     }
 
     #[test]

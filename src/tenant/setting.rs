@@ -41,22 +41,10 @@ impl SettingName {
     /// A complete Query message: `SET <name> = E'<value>'`. The name was validated as
     /// plain lowercase identifiers, so it needs no quoting.
     pub fn set_message(&self, value: &str) -> Bytes {
-        let sql = self.set_sql(value);
+        let sql = format!("SET {} = {}", self.0, literal(value));
         let mut buf = BytesMut::with_capacity(sql.len() + 6);
         frontend::query(&mut buf, &sql);
         buf.freeze()
-    }
-
-    /// The same SET as Parse, Bind and Execute without Sync (see [`super::inline`]).
-    pub fn unsynced_set_message(&self, value: &str) -> Bytes {
-        let sql = self.set_sql(value);
-        let mut buf = BytesMut::with_capacity(sql.len() + 32);
-        frontend::unsynced_statement(&mut buf, &sql);
-        buf.freeze()
-    }
-
-    fn set_sql(&self, value: &str) -> String {
-        format!("SET {} = {}", self.0, literal(value))
     }
 }
 
