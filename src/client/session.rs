@@ -586,7 +586,6 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
     false
 }
 
-/// `first` then `then`, as one write.
 /// The tenant SET to send inside the client's own transaction, if its next
 /// request allows that (see [`crate::tenant::inline`]).
 fn inline_tenant_set(
@@ -602,6 +601,7 @@ fn inline_tenant_set(
     policy.unsynced_set_message(set)
 }
 
+/// `first` then `then`, as one write.
 fn join(first: Option<bytes::Bytes>, then: bytes::Bytes) -> bytes::Bytes {
     match first {
         None => then,
