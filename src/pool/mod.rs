@@ -93,7 +93,8 @@ pub type ServerParams = Arc<Vec<(String, String)>>;
 enum Next {
     Idle(Box<ServerConn>),
     Open,
-    Wait(Answer),
+    /// Queued at this instant.
+    Wait(Answer, Instant),
 }
 
 #[derive(Default)]
@@ -246,7 +247,6 @@ impl Pool {
         client: u64,
     ) -> Result<Box<ServerConn>, PoolError> {
         let settings = self.settings();
-        let deadline = Instant::now() + settings.query_wait_timeout;
         loop {
             // Decide under the lock, act after it (it must not be held across an await).
             let next = {
@@ -276,7 +276,7 @@ impl Pool {
                     }
                     let (tx, rx) = oneshot::channel();
                     st.waiters.push(now, tenant, affinity, tx);
-                    Next::Wait(rx)
+                    Next::Wait(rx, now)
                 }
             };
             return match next {
@@ -293,7 +293,9 @@ impl Pool {
                     mark_lent(&mut self.lock(), &conn, client);
                     Ok(conn)
                 }
-                Next::Wait(rx) => {
+                Next::Wait(rx, since) => {
+                    // The clock is read only by clients that wait.
+                    let deadline = since + settings.query_wait_timeout;
                     let conn = self.wait(rx, deadline, &settings).await?;
                     mark_lent(&mut self.lock(), &conn, client);
                     Ok(conn)
