@@ -113,15 +113,20 @@ fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
             };
-            match rt.block_on(serve(&path)) {
-                Ok(()) => ExitCode::SUCCESS,
+            // The accept loop runs on a worker, not in `block_on` on this thread: from
+            // here, each accepted connection woke this thread and each spawned session
+            // then woke a worker (two futex wakes and thread switches per connection).
+            // Spawned on a worker, a session starts on the worker that accepted it.
+            match rt.block_on(async move { tokio::spawn(serve(path)).await }) {
+                Ok(Ok(())) => ExitCode::SUCCESS,
+                Ok(Err(e)) => fail(e),
                 Err(e) => fail(e),
             }
         }
     }
 }
 
-async fn serve(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve(path: PathBuf) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     use tokio::signal::unix::{signal, SignalKind};
     // Before the listener exists: once clients can connect, a SIGHUP must reload,
     // not kill the process (the default action of all three signals).
@@ -130,7 +135,7 @@ async fn serve(path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>>
         signal(SignalKind::terminate())?,
         signal(SignalKind::interrupt())?,
     );
-    let pooler = Pooler::bind_file(path).await?;
+    let pooler = Pooler::bind_file(&path).await?;
     tracing::info!(addr = %pooler.local_addr(), unix = ?pooler.unix_socket_path(), version = env!("CARGO_PKG_VERSION"), "tenantpool listening");
     let control = std::sync::Arc::clone(pooler.control());
     tokio::spawn(handle_signals(control, signals));
