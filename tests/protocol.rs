@@ -59,6 +59,54 @@ async fn encryption_requests_are_declined_then_startup_works() {
     assert_eq!(w.expect_fatal().await.code, VIOLATION);
 }
 
+/// Bytes a client sends before the answer it must wait for are refused, not
+/// dropped or taken as the next step: after an encryption request they may be
+/// a man-in-the-middle's (CVE-2021-23214), and after the last authentication
+/// message they would be lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_sent_before_its_turn_in_the_handshake_is_refused() {
+    use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+    let h = Harness::start(|_, _| {}).await;
+    let startup = startup_packet(PROTOCOL_3_0, &[("user", ACME.0), ("database", ACME.1)]);
+    for (code, text) in [
+        (SSL_REQUEST, "unencrypted data after SSL request"),
+        (
+            GSSENC_REQUEST,
+            "unencrypted data after GSSAPI encryption request",
+        ),
+    ] {
+        let mut w = Wire::connect(h.addr).await;
+        let request = with_length(code.to_be_bytes().to_vec());
+        w.send(&[request, startup.clone()].concat()).await;
+        w.expect_refusal(VIOLATION, text, text).await;
+    }
+
+    // A query sent with the client's final SCRAM message.
+    let mut w = Wire::connect(h.addr).await;
+    w.startup(ACME.0, ACME.1).await;
+    assert_eq!(w.read_msg().await.i32_at(0), 10, "AuthenticationSASL");
+    let mut scram = ScramSha256::new(PASSWORD.as_bytes(), ChannelBinding::unsupported());
+    let mut first = b"SCRAM-SHA-256\0".to_vec();
+    first.extend_from_slice(&(scram.message().len() as i32).to_be_bytes());
+    first.extend_from_slice(scram.message());
+    w.send(&message(b'p', &first)).await;
+    let cont = w.read_msg().await;
+    assert_eq!(cont.i32_at(0), 11, "AuthenticationSASLContinue");
+    scram.update(&cont.body[4..]).unwrap();
+    let last = message(b'p', scram.message());
+    w.send(&[last, query("select 1")].concat()).await;
+    w.expect_refusal(VIOLATION, "before authentication completed", "early query")
+        .await;
+
+    // Sent in turn, the same steps log in.
+    let mut w = Wire::connect(h.addr).await;
+    w.request(SSL_REQUEST).await;
+    assert_eq!(w.read_byte().await, b'N');
+    w.send(&startup).await;
+    w.authenticate(ACME.0, PASSWORD).await;
+    assert_eq!(scalar(&w.simple("select count(*) from items").await.0), "3");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_startup_packets_get_an_error_and_are_closed() {
     let h = Harness::start(|_, _| {}).await;

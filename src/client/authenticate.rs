@@ -5,7 +5,9 @@
 //! reveal which users exist.
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
+
+use super::handshake_reader::HandshakeReader;
 
 use crate::auth::{md5, AuthError, ScramExchange, ScramVerifier, Secret, MECHANISM};
 use crate::config::AuthType;
@@ -32,15 +34,19 @@ fn protocol(message: &str) -> AuthFail {
     AuthFail::Refused(ClientError::fatal(sqlstate::PROTOCOL_VIOLATION, message))
 }
 
-/// Runs the exchange. `shown_user` is the name the client logged in with (used in messages).
+/// Runs the exchange. `shown_user` is the name the client logged in with (used in
+/// messages). On success, returns what the client must get before
+/// AuthenticationOk (SCRAM's final message; nothing for md5), for the caller to
+/// send with the greeting in one write.
 pub async fn authenticate(
     stream: &mut Stream,
+    reader: &mut HandshakeReader,
     method: AuthType,
     secret: Option<&Secret>,
     shown_user: &str,
     mock_key: &[u8; 32],
     max_message: usize,
-) -> Result<(), AuthFail> {
+) -> Result<BytesMut, AuthFail> {
     match method {
         AuthType::ScramSha256 => {
             let (verifier, always_fail) = match secret.and_then(Secret::scram) {
@@ -49,6 +55,7 @@ pub async fn authenticate(
             };
             scram(
                 stream,
+                reader,
                 ScramExchange::new(verifier, always_fail),
                 shown_user,
                 max_message,
@@ -60,7 +67,7 @@ pub async fn authenticate(
             let mut out = BytesMut::with_capacity(16);
             backend::authentication_md5(&mut out, salt);
             send(stream, &out).await?;
-            let body = read_password_message(stream, max_message).await?;
+            let body = read_password_message(stream, reader, max_message).await?;
             let response = frontend::decode_password(&body)
                 .ok_or_else(|| protocol("malformed password message"))?;
             // The client salts with the user name it logged in with ("app.acme"), not
@@ -71,7 +78,7 @@ pub async fn authenticate(
                 None => s.md5().copied(),
             });
             match stored {
-                Some(stored) if md5::verify(&stored, salt, response) => Ok(()),
+                Some(stored) if md5::verify(&stored, salt, response) => Ok(BytesMut::new()),
                 _ => Err(failed(shown_user)),
             }
         }
@@ -80,11 +87,15 @@ pub async fn authenticate(
 
 /// Asks for a cleartext password (a token) and returns it. Only called where the
 /// connection is encrypted or local.
-pub async fn read_token(stream: &mut Stream, max_message: usize) -> Result<String, AuthFail> {
+pub async fn read_token(
+    stream: &mut Stream,
+    reader: &mut HandshakeReader,
+    max_message: usize,
+) -> Result<String, AuthFail> {
     let mut out = BytesMut::with_capacity(16);
     backend::authentication_cleartext(&mut out);
     send(stream, &out).await?;
-    let body = read_password_message(stream, max_message).await?;
+    let body = read_password_message(stream, reader, max_message).await?;
     let token =
         frontend::decode_password(&body).ok_or_else(|| protocol("malformed password message"))?;
     String::from_utf8(token.to_vec()).map_err(|_| protocol("token is not valid UTF-8"))
@@ -92,15 +103,16 @@ pub async fn read_token(stream: &mut Stream, max_message: usize) -> Result<Strin
 
 async fn scram(
     stream: &mut Stream,
+    reader: &mut HandshakeReader,
     mut exchange: ScramExchange,
     shown_user: &str,
     max_message: usize,
-) -> Result<(), AuthFail> {
+) -> Result<BytesMut, AuthFail> {
     let mut out = BytesMut::with_capacity(128);
     backend::authentication_sasl(&mut out, &[MECHANISM]);
     send(stream, &out).await?;
 
-    let body = read_password_message(stream, max_message).await?;
+    let body = read_password_message(stream, reader, max_message).await?;
     let (mechanism, data) = frontend::decode_sasl_initial_response(&body)
         .ok_or_else(|| protocol("malformed SASLInitialResponse"))?;
     if mechanism != MECHANISM {
@@ -115,13 +127,13 @@ async fn scram(
     backend::authentication_sasl_continue(&mut out, &server_first);
     send(stream, &out).await?;
 
-    let body = read_password_message(stream, max_message).await?;
+    let body = read_password_message(stream, reader, max_message).await?;
     let server_final = exchange
         .client_final(&body)
         .map_err(|e| scram_error(e, shown_user))?;
     out.clear();
     backend::authentication_sasl_final(&mut out, &server_final);
-    send(stream, &out).await
+    Ok(out)
 }
 
 fn scram_error(e: AuthError, user: &str) -> AuthFail {
@@ -137,35 +149,37 @@ async fn send(stream: &mut Stream, bytes: &[u8]) -> Result<(), AuthFail> {
     stream.flush().await.map_err(|_| AuthFail::Gone)
 }
 
-/// Reads one PasswordMessage-family message ('p') whole, bounded by `max`.
-async fn read_password_message(stream: &mut Stream, max: usize) -> Result<BytesMut, AuthFail> {
-    let mut buf = BytesMut::with_capacity(256);
-    loop {
-        match Header::parse(&buf) {
-            Err(e) => return Err(protocol(&e.to_string())),
-            Ok(Some(h)) if h.tag != tag::PASSWORD => {
-                return Err(protocol(&format!(
-                    "expected password response, got message type '{}'",
-                    char::from(h.tag)
-                )))
-            }
-            Ok(Some(h)) if h.total_len() > max => {
-                return Err(protocol("authentication message too long"))
-            }
-            Ok(Some(h)) if buf.len() >= h.total_len() => {
-                buf.advance(HEADER_LEN);
-                buf.truncate(h.body_len);
-                return Ok(buf);
-            }
-            _ => {}
-        }
-        if stream
-            .read_buf(&mut buf)
-            .await
-            .map_err(|_| AuthFail::Gone)?
-            == 0
-        {
-            return Err(AuthFail::Gone);
-        }
+/// Reads one PasswordMessage-family message ('p') whole, bounded by `max`, and
+/// returns its body.
+async fn read_password_message(
+    stream: &mut Stream,
+    reader: &mut HandshakeReader,
+    max: usize,
+) -> Result<BytesMut, AuthFail> {
+    reader
+        .fill(stream, HEADER_LEN)
+        .await
+        .map_err(|_| AuthFail::Gone)?;
+    let h = match Header::parse(reader.buffered()) {
+        Ok(Some(h)) => h,
+        Err(e) => return Err(protocol(&e.to_string())),
+        // Not after a whole header was buffered.
+        Ok(None) => return Err(AuthFail::Gone),
+    };
+    if h.tag != tag::PASSWORD {
+        return Err(protocol(&format!(
+            "expected password response, got message type '{}'",
+            char::from(h.tag)
+        )));
     }
+    if h.total_len() > max {
+        return Err(protocol("authentication message too long"));
+    }
+    reader
+        .fill(stream, h.total_len())
+        .await
+        .map_err(|_| AuthFail::Gone)?;
+    let mut message = reader.take(h.total_len());
+    message.advance(HEADER_LEN);
+    Ok(message)
 }

@@ -9,6 +9,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
+use super::handshake_reader::HandshakeReader;
 use super::startup::{read_first, First};
 use super::{send_error, serve};
 use crate::error::{sqlstate, ClientError};
@@ -76,8 +77,12 @@ async fn accept_unix(unix: Option<&UnixListener>) -> std::io::Result<Stream> {
 
 /// Reads the client's startup so it can understand the answer, then refuses it.
 async fn reject(mut stream: Stream, max: usize, packet_limit: usize) {
-    let read =
-        tokio::time::timeout(REJECT_TIMEOUT, read_first(&mut stream, packet_limit, None)).await;
+    let mut reader = HandshakeReader::default();
+    let read = tokio::time::timeout(
+        REJECT_TIMEOUT,
+        read_first(&mut stream, &mut reader, packet_limit, None),
+    )
+    .await;
     if let Ok(Ok(First::Startup(_))) = read {
         tracing::warn!(max, "refusing client: max_client_connections reached");
         let error = ClientError::fatal(

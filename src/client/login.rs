@@ -8,6 +8,7 @@ use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
 use super::authenticate::{self, authenticate, AuthFail};
+use super::handshake_reader::HandshakeReader;
 use super::startup::{read_first, First, StartupFail};
 use crate::auth::jwt;
 use crate::config::ADMIN_DATABASE;
@@ -68,8 +69,10 @@ async fn handshake(
     attempt: &mut Attempt,
 ) -> Result<Option<LoggedIn>, ClientError> {
     let pooler = &shared.config.pooler;
+    let mut reader = HandshakeReader::default();
     let startup = match read_first(
         stream,
+        &mut reader,
         pooler.max_startup_packet_size,
         shared.tls.as_deref(),
     )
@@ -98,7 +101,7 @@ async fn handshake(
     attempt.user.clone_from(&shown_user);
     attempt.database = db_name.to_owned();
     if db_name == ADMIN_DATABASE {
-        return admin_login(stream, shared, &shown_user).await;
+        return admin_login(stream, &mut reader, shared, &shown_user).await;
     }
     let mut counted = crate::metrics::LoginGuard::new(shared, db_name); // metrics hook
     let database = shared.database(db_name).cloned();
@@ -134,12 +137,11 @@ async fn handshake(
         }
     }
 
-    let mut out = BytesMut::with_capacity(512);
     let options: Vec<&str> = startup.protocol_options().collect();
     if startup.minor > PROTOCOL_MINOR || !options.is_empty() {
+        let mut out = BytesMut::with_capacity(64);
         backend::negotiate_protocol_version(&mut out, PROTOCOL_MINOR, &options);
         stream.write_all(&out).await.map_err(|_| gone())?;
-        out.clear();
     }
 
     let jwt = database.as_ref().and_then(|d| d.jwt.as_deref());
@@ -158,7 +160,7 @@ async fn handshake(
                     "tenantpool: a token login needs TLS (sslmode=require), a Unix socket or a loopback connection",
                 )))
             } else {
-                match authenticate::read_token(stream, jwt::MAX_TOKEN_LEN + 64).await {
+                match authenticate::read_token(stream, &mut reader, jwt::MAX_TOKEN_LEN + 64).await {
                     Ok(token) => match verifier.verify(&token) {
                         Ok(verified) => match policy.map(|p| p.check(&verified.tenant)) {
                             Some(Ok(t)) => {
@@ -166,7 +168,7 @@ async fn handshake(
                                 expires_at = verified
                                     .expires_at
                                     .map(|exp| (exp, verifier.leeway_seconds()));
-                                Ok(())
+                                Ok(BytesMut::new())
                             }
                             Some(Err(e)) => Err(AuthFail::Refused(ClientError::fatal(
                                 sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
@@ -189,6 +191,7 @@ async fn handshake(
         None => {
             authenticate(
                 stream,
+                &mut reader,
                 pooler.auth_type,
                 shared.user(&user),
                 &shown_user,
@@ -198,8 +201,9 @@ async fn handshake(
             .await
         }
     };
-    match outcome {
-        Ok(()) => {}
+    // SCRAM's final message goes out with the greeting, in one write.
+    let mut out = match outcome {
+        Ok(out) => out,
         Err(AuthFail::Gone) => {
             counted.client_left(); // metrics hook
             return Ok(None);
@@ -208,7 +212,9 @@ async fn handshake(
             counted.auth_failed(jwt.is_some(), &e); // metrics hook
             return Err(e);
         }
-    }
+    };
+    nothing_sent_early(&reader)?;
+    out.reserve(512);
 
     let database = database.ok_or_else(|| {
         ClientError::fatal(
@@ -266,6 +272,7 @@ async fn handshake(
 /// The admin console: a `[[users]]` password, and the user listed in `admin_users`.
 async fn admin_login(
     stream: &mut Stream,
+    reader: &mut HandshakeReader,
     shared: &Arc<Shared>,
     user: &str,
 ) -> Result<Option<LoggedIn>, ClientError> {
@@ -273,6 +280,7 @@ async fn admin_login(
     let mut counted = crate::metrics::LoginGuard::new(shared, ADMIN_DATABASE); // metrics hook
     let outcome = authenticate(
         stream,
+        reader,
         pooler.auth_type,
         shared.user(user),
         user,
@@ -280,8 +288,8 @@ async fn admin_login(
         pooler.max_startup_packet_size,
     )
     .await;
-    match outcome {
-        Ok(()) => {}
+    let mut out = match outcome {
+        Ok(out) => out,
         Err(AuthFail::Gone) => {
             counted.client_left(); // metrics hook
             return Ok(None);
@@ -290,7 +298,8 @@ async fn admin_login(
             counted.auth_failed(false, &e); // metrics hook
             return Err(e);
         }
-    }
+    };
+    nothing_sent_early(reader)?;
     // Checked after the password, so the console does not reveal who is an admin.
     if !shared.is_admin(user) {
         return Err(ClientError::fatal(
@@ -300,7 +309,6 @@ async fn admin_login(
             ),
         ));
     }
-    let mut out = BytesMut::with_capacity(256);
     backend::authentication_ok(&mut out);
     for (name, value) in [
         (
@@ -324,6 +332,18 @@ async fn admin_login(
     Ok(Some(LoggedIn::Admin {
         user: user.to_owned(),
     }))
+}
+
+/// A client must wait for ReadyForQuery after its last authentication message.
+/// What it sent before (read with that message) is refused rather than dropped.
+fn nothing_sent_early(reader: &HandshakeReader) -> Result<(), ClientError> {
+    if reader.is_empty() {
+        return Ok(());
+    }
+    Err(ClientError::fatal(
+        sqlstate::PROTOCOL_VIOLATION,
+        "received data before authentication completed",
+    ))
 }
 
 /// A client that vanished mid-handshake: nothing will read an error.

@@ -3,11 +3,13 @@
 //!
 //! - [`listener`]: accept loops for TCP and the Unix socket, and the client limit;
 //! - [`startup`]: the first packet (TLS, GSS requests, cancel, StartupMessage);
+//! - [`handshake_reader`]: the buffer the startup and authentication messages are read through;
 //! - [`login`]: database and tenant lookup, protocol negotiation, the greeting;
 //! - [`authenticate`]: SCRAM-SHA-256 and md5 exchanges with the client;
 //! - [`session`]: the per-transaction loop: wait, check out, set the tenant, relay, check in.
 
 pub mod authenticate;
+pub mod handshake_reader;
 pub mod listener;
 pub mod login;
 pub mod session;

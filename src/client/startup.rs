@@ -3,8 +3,9 @@
 //! SSLRequest, or directly as PostgreSQL 17's `sslnegotiation=direct`), `N` to
 //! GSSENCRequest, and the check that clients who must use TLS do.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
+use super::handshake_reader::HandshakeReader;
 use crate::error::{sqlstate, ClientError};
 use crate::net::Stream;
 use crate::protocol::startup::{self, StartupError, StartupMessage, StartupPacket};
@@ -48,6 +49,7 @@ fn violation(message: &str) -> StartupFail {
 /// packet; `tls` (when configured) is offered and, as it says, required.
 pub async fn read_first(
     stream: &mut Stream,
+    reader: &mut HandshakeReader,
     max: usize,
     tls: Option<&ClientTls>,
 ) -> Result<First, StartupFail> {
@@ -75,21 +77,32 @@ pub async fn read_first(
     }
     // A client may ask for GSS and then SSL encryption, each once, before starting up.
     for _ in 0..3 {
-        let mut prefix = [0u8; 4];
-        stream
-            .read_exact(&mut prefix)
+        reader
+            .fill(stream, 4)
             .await
             .map_err(|_| StartupFail::Gone)?;
-        let len = startup::body_len(prefix, max)?;
-        let mut body = vec![0u8; len];
-        stream
-            .read_exact(&mut body)
+        let prefix = reader.buffered()[..4].try_into().expect("4 bytes");
+        let len = 4 + startup::body_len(prefix, max)?;
+        reader
+            .fill(stream, len)
             .await
             .map_err(|_| StartupFail::Gone)?;
-        match startup::decode(&body)? {
+        let packet = reader.take(len);
+        let decoded = startup::decode(&packet[4..])?;
+        match decoded {
             StartupPacket::SslRequest | StartupPacket::GssEncRequest if stream.is_tls() => {
                 return Err(violation(
                     "encryption requested on a connection that is already encrypted",
+                ));
+            }
+            // As PostgreSQL (CVE-2021-23214): the client must wait for the answer,
+            // and anything sent before it was sent in the clear.
+            StartupPacket::SslRequest if !reader.is_empty() => {
+                return Err(violation("received unencrypted data after SSL request"));
+            }
+            StartupPacket::GssEncRequest if !reader.is_empty() => {
+                return Err(violation(
+                    "received unencrypted data after GSSAPI encryption request",
                 ));
             }
             StartupPacket::SslRequest if tls.is_some() && matches!(stream, Stream::Tcp(_)) => {
