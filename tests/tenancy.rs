@@ -394,12 +394,20 @@ async fn assert_next_sees(
     set: bool,
     why: &str,
 ) {
+    // The counters move when a server goes back to the pool, which may be just
+    // after its client saw ReadyForQuery: read them with every server back.
+    let settled = || async {
+        let (open, idle, _) = h.pool(db).counts();
+        open == idle
+    };
+    wait_until("the pool's servers back", settled).await;
     let (sent, skipped) = sets(h, db);
     assert_eq!(
         tenant_view(client).await,
         (Some(tenant.to_owned()), rows),
         "{why}: the next transaction must run as {tenant}"
     );
+    wait_until("the pool's servers back", settled).await;
     let expected = if set {
         (sent + 1, skipped)
     } else {
