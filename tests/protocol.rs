@@ -107,6 +107,46 @@ async fn data_sent_before_its_turn_in_the_handshake_is_refused() {
     assert_eq!(scalar(&w.simple("select count(*) from items").await.0), "3");
 }
 
+/// Writes `bytes` in pieces of `size`, each its own TCP segment, pausing so
+/// that the pooler reads them apart (the pause shapes traffic; the test holds
+/// either way).
+async fn send_in_pieces(w: &mut Wire, bytes: &[u8], size: usize) {
+    w.stream.set_nodelay(true).unwrap();
+    for piece in bytes.chunks(size) {
+        w.send(piece).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// The handshake reader assembles packets from any split: the SSLRequest, the
+/// StartupMessage and each SCRAM message arrive a few bytes at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_and_authentication_arriving_in_pieces_log_in() {
+    use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+    let h = Harness::start(|_, _| {}).await;
+    let mut w = Wire::connect(h.addr).await;
+    send_in_pieces(&mut w, &with_length(SSL_REQUEST.to_be_bytes().to_vec()), 3).await;
+    assert_eq!(w.read_byte().await, b'N');
+    let startup = startup_packet(PROTOCOL_3_0, &[("user", ACME.0), ("database", ACME.1)]);
+    send_in_pieces(&mut w, &startup, 7).await;
+    assert_eq!(w.read_msg().await.i32_at(0), 10, "AuthenticationSASL");
+    let mut scram = ScramSha256::new(PASSWORD.as_bytes(), ChannelBinding::unsupported());
+    let mut first = b"SCRAM-SHA-256\0".to_vec();
+    first.extend_from_slice(&(scram.message().len() as i32).to_be_bytes());
+    first.extend_from_slice(scram.message());
+    send_in_pieces(&mut w, &message(b'p', &first), 2).await;
+    let cont = w.read_msg().await;
+    assert_eq!(cont.i32_at(0), 11, "AuthenticationSASLContinue");
+    scram.update(&cont.body[4..]).unwrap();
+    send_in_pieces(&mut w, &message(b'p', scram.message()), 16).await;
+    let fin = w.read_msg().await;
+    assert_eq!(fin.i32_at(0), 12, "AuthenticationSASLFinal");
+    scram.finish(&fin.body[4..]).unwrap();
+    assert_eq!(w.read_msg().await.i32_at(0), 0, "AuthenticationOk");
+    assert_eq!(w.until_ready().await.last().unwrap().body, b"I");
+    assert_eq!(scalar(&w.simple("select count(*) from items").await.0), "3");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_startup_packets_get_an_error_and_are_closed() {
     let h = Harness::start(|_, _| {}).await;
