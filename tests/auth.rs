@@ -113,10 +113,7 @@ async fn scram_attempt(h: &Harness, user: &str) -> (String, usize, DbErrorShape)
     assert_eq!((sasl.tag, sasl.i32_at(0)), (b'R', 10));
     assert_eq!(&sasl.body[4..], b"SCRAM-SHA-256\0\0", "{user}: mechanisms");
     let mut scram = ScramSha256::new(b"wrong password", ChannelBinding::unsupported());
-    let mut first = b"SCRAM-SHA-256\0".to_vec();
-    first.extend_from_slice(&(scram.message().len() as i32).to_be_bytes());
-    first.extend_from_slice(scram.message());
-    w.send(&message(b'p', &first)).await;
+    w.send(&sasl_initial_response(scram.message())).await;
     let cont = w.read_msg().await;
     assert_eq!((cont.tag, cont.i32_at(0)), (b'R', 11));
     let server_first = String::from_utf8(cont.body[4..].to_vec()).unwrap();

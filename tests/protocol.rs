@@ -86,10 +86,7 @@ async fn data_sent_before_its_turn_in_the_handshake_is_refused() {
     w.startup(ACME.0, ACME.1).await;
     assert_eq!(w.read_msg().await.i32_at(0), 10, "AuthenticationSASL");
     let mut scram = ScramSha256::new(PASSWORD.as_bytes(), ChannelBinding::unsupported());
-    let mut first = b"SCRAM-SHA-256\0".to_vec();
-    first.extend_from_slice(&(scram.message().len() as i32).to_be_bytes());
-    first.extend_from_slice(scram.message());
-    w.send(&message(b'p', &first)).await;
+    w.send(&sasl_initial_response(scram.message())).await;
     let cont = w.read_msg().await;
     assert_eq!(cont.i32_at(0), 11, "AuthenticationSASLContinue");
     scram.update(&cont.body[4..]).unwrap();
@@ -131,10 +128,7 @@ async fn startup_and_authentication_arriving_in_pieces_log_in() {
     send_in_pieces(&mut w, &startup, 7).await;
     assert_eq!(w.read_msg().await.i32_at(0), 10, "AuthenticationSASL");
     let mut scram = ScramSha256::new(PASSWORD.as_bytes(), ChannelBinding::unsupported());
-    let mut first = b"SCRAM-SHA-256\0".to_vec();
-    first.extend_from_slice(&(scram.message().len() as i32).to_be_bytes());
-    first.extend_from_slice(scram.message());
-    send_in_pieces(&mut w, &message(b'p', &first), 2).await;
+    send_in_pieces(&mut w, &sasl_initial_response(scram.message()), 2).await;
     let cont = w.read_msg().await;
     assert_eq!(cont.i32_at(0), 11, "AuthenticationSASLContinue");
     scram.update(&cont.body[4..]).unwrap();

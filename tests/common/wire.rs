@@ -49,6 +49,14 @@ pub fn message(tag: u8, body: &[u8]) -> Vec<u8> {
     v
 }
 
+/// A SASLInitialResponse choosing SCRAM-SHA-256, carrying `client_first`.
+pub fn sasl_initial_response(client_first: &[u8]) -> Vec<u8> {
+    let mut body = b"SCRAM-SHA-256\0".to_vec();
+    body.extend_from_slice(&(client_first.len() as i32).to_be_bytes());
+    body.extend_from_slice(client_first);
+    message(b'p', &body)
+}
+
 /// A simple-protocol Query.
 pub fn query(sql: &str) -> Vec<u8> {
     let mut body = sql.as_bytes().to_vec();
@@ -289,10 +297,7 @@ impl Wire {
                     10 => {
                         let s =
                             ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
-                        let mut body = b"SCRAM-SHA-256\0".to_vec();
-                        body.extend_from_slice(&(s.message().len() as i32).to_be_bytes());
-                        body.extend_from_slice(s.message());
-                        self.send(&message(b'p', &body)).await;
+                        self.send(&sasl_initial_response(s.message())).await;
                         scram = Some(s);
                     }
                     11 => {
