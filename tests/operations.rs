@@ -1336,6 +1336,49 @@ async fn sigint_closes_at_once() {
     .await
 }
 
+/// With `worker_threads = 1` everything runs on the main thread (a
+/// current-thread runtime): a client holding a transaction open does not stop
+/// another tenant's, each sees only its rows, and SIGTERM still drains and exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_thread_serves_clients_side_by_side_and_drains() {
+    bounded(async {
+        let pg = cluster(&[]).await;
+        let sql = direct(&pg, "app").await;
+        let conf = Conf::new(&pg).pooler("worker_threads = 1");
+        let mut p = Proc::start(conf, &[]).await;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", p.child.id())).unwrap();
+        assert!(
+            status.lines().any(|l| l == "Threads:\t1"),
+            "one thread:\n{status}"
+        );
+
+        let mut acme = connect(p.port, "app.acme", "app").await;
+        acme.client
+            .batch_execute(
+                "begin; insert into items (tenant_id, name) values ('acme', 'one-thread')",
+            )
+            .await
+            .unwrap();
+        let mut globex = connect(p.port, "app.globex", "app").await;
+        let count = "select count(*) from items where name = 'one-thread'";
+        let seen: i64 = globex.client.query_one(count, &[]).await.unwrap().get(0);
+        assert_eq!(seen, 0, "globex sees no acme row, committed or not");
+        let seen: i64 = acme.client.query_one(count, &[]).await.unwrap().get(0);
+        assert_eq!(seen, 1, "acme sees its own uncommitted row");
+
+        p.signal(libc::SIGTERM);
+        let e = globex.ended_with().await;
+        assert_eq!(sqlstate(&e), Some("57P01"), "{e}");
+        acme.client.batch_execute("commit").await.unwrap();
+        let e = acme.ended_with().await;
+        assert_eq!(sqlstate(&e), Some("57P01"), "{e}");
+        let status = p.wait_exit(PROMPTLY).await;
+        assert!(status.success(), "{status}");
+        assert_eq!(rows_named(&sql, "one-thread").await, 1);
+    })
+    .await
+}
+
 /// SIGINT during a SIGTERM drain ends the drain at once, long before
 /// shutdown_timeout; the transaction still open is cut and rolled back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

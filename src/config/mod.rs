@@ -123,7 +123,7 @@ pub struct PoolerConfig {
     /// Server connections older than this are closed when next idle. Default 1h.
     #[serde(with = "humantime_serde")]
     pub server_lifetime: Duration,
-    /// Runtime worker threads; default: one per CPU.
+    /// Runtime worker threads; default: one per CPU. 1: everything on one thread.
     pub worker_threads: Option<usize>,
     /// Named prepared statements kept per server connection in transaction and
     /// statement modes (least recently used closed first). 0 turns the rewriting
