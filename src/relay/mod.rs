@@ -175,6 +175,8 @@ impl Relay<'_> {
                 return Poll::Ready(Ok(Outcome::ClientGone));
             }
 
+            // The server is read before the client is written, so the pass that
+            // reads the last ReadyForQuery also sends it and ends the relay.
             if !server_pending && self.outbound.wants_read(&self.server.buf) {
                 ServerHalf::reserve(&mut self.server.buf);
                 match poll_read_buf(Pin::new(&mut self.server.stream), cx, &mut self.server.buf) {
