@@ -1,9 +1,10 @@
 # A --hook for benches/load.sh that measures, instead of the scenarios, where
 # each pooler's CPU goes: user and kernel time per transaction (utime and stime
 # from /proc/PID/stat) and thread switches per transaction (voluntary and
-# involuntary, summed over /proc/PID/task/*/status), for select-only at 64
-# clients and for connect-per-transaction (-C) at 8. Targets are interleaved
-# cell by cell, SPLIT_ROUNDS rounds (default 3) of SPLIT_SECONDS (default 5).
+# involuntary, summed over /proc/PID/task/*/status), and pgbench's mean
+# latency, for select-only at 1 and 64 clients and for connect-per-transaction
+# (-C) at 8. Targets are interleaved cell by cell, SPLIT_ROUNDS rounds
+# (default 3) of SPLIT_SECONDS (default 5).
 # Then it exits; load.sh stops what it started.
 #
 #   benches/load.sh --hook benches/hooks/cpu-split.sh
@@ -27,13 +28,14 @@ split_cell() { # label name port pid pgbench-args...
         return
     fi
     awk -v l="$label" -v n="$name" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v c=$((c1 - c0)) \
-        -v t="$tx" -v hz="$(getconf CLK_TCK)" 'BEGIN {
-        printf "SPLIT %-9s %-12s %7d txns  user %6.1f  kernel %6.1f  total %6.1f us/txn  %5.2f switches/txn\n",
-            l, n, t, u * 1e6 / hz / t, s * 1e6 / hz / t, (u + s) * 1e6 / hz / t, c / t }'
+        -v t="$tx" -v hz="$(getconf CLK_TCK)" \
+        -v lat="$(sed -n 's/^latency average = \([0-9.]*\) ms$/\1/p' <<<"$out")" 'BEGIN {
+        printf "SPLIT %-9s %-12s %7d txns  user %6.1f  kernel %6.1f  total %6.1f us/txn  %5.2f switches/txn  latency %s ms\n",
+            l, n, t, u * 1e6 / hz / t, s * 1e6 / hz / t, (u + s) * 1e6 / hz / t, c / t, lat }'
 }
 
 for round in $(seq "${SPLIT_ROUNDS:-3}"); do
-    for cell in "S c=64:-S -M simple -c 64 -j 2" "C c=8:-C -S -M simple -c 8 -j 2"; do
+    for cell in "S c=1:-S -M simple -c 1 -j 1" "S c=64:-S -M simple -c 64 -j 2" "C c=8:-C -S -M simple -c 8 -j 2"; do
         for t in "${TARGETS[@]}" "${EXTRA_TARGETS[@]}"; do
             IFS=: read -r _ port pid <<<"${t#*=}"
             [ -n "$pid" ] || continue # direct PostgreSQL: no pooler process
