@@ -202,18 +202,9 @@ async fn handshake(
         }
     };
     // SCRAM's final message goes out with the greeting, in one write.
-    let mut out = match outcome {
-        Ok(out) => out,
-        Err(AuthFail::Gone) => {
-            counted.client_left(); // metrics hook
-            return Ok(None);
-        }
-        Err(AuthFail::Refused(e)) => {
-            counted.auth_failed(jwt.is_some(), &e); // metrics hook
-            return Err(e);
-        }
+    let Some(mut out) = settle(outcome, &mut counted, jwt.is_some(), &reader)? else {
+        return Ok(None);
     };
-    nothing_sent_early(&reader)?;
     out.reserve(512);
 
     let database = database.ok_or_else(|| {
@@ -288,18 +279,9 @@ async fn admin_login(
         pooler.max_startup_packet_size,
     )
     .await;
-    let mut out = match outcome {
-        Ok(out) => out,
-        Err(AuthFail::Gone) => {
-            counted.client_left(); // metrics hook
-            return Ok(None);
-        }
-        Err(AuthFail::Refused(e)) => {
-            counted.auth_failed(false, &e); // metrics hook
-            return Err(e);
-        }
+    let Some(mut out) = settle(outcome, &mut counted, false, reader)? else {
+        return Ok(None);
     };
-    nothing_sent_early(reader)?;
     // Checked after the password, so the console does not reveal who is an admin.
     if !shared.is_admin(user) {
         return Err(ClientError::fatal(
@@ -334,16 +316,31 @@ async fn admin_login(
     }))
 }
 
-/// A client must wait for ReadyForQuery after its last authentication message.
-/// What it sent before (read with that message) is refused rather than dropped.
-fn nothing_sent_early(reader: &HandshakeReader) -> Result<(), ClientError> {
-    if reader.is_empty() {
-        return Ok(());
+/// The end of an authentication exchange, counted for the metrics: what to send
+/// before the greeting, `None` if the client left, or the error to send it.
+/// A client must wait for ReadyForQuery after its last authentication message:
+/// what it sent before (read with that message) is refused rather than dropped.
+fn settle(
+    outcome: Result<BytesMut, AuthFail>,
+    counted: &mut crate::metrics::LoginGuard,
+    token: bool,
+    reader: &HandshakeReader,
+) -> Result<Option<BytesMut>, ClientError> {
+    match outcome {
+        Ok(_) if !reader.is_empty() => Err(ClientError::fatal(
+            sqlstate::PROTOCOL_VIOLATION,
+            "received data before authentication completed",
+        )),
+        Ok(out) => Ok(Some(out)),
+        Err(AuthFail::Gone) => {
+            counted.client_left(); // metrics hook
+            Ok(None)
+        }
+        Err(AuthFail::Refused(e)) => {
+            counted.auth_failed(token, &e); // metrics hook
+            Err(e)
+        }
     }
-    Err(ClientError::fatal(
-        sqlstate::PROTOCOL_VIOLATION,
-        "received data before authentication completed",
-    ))
 }
 
 /// A client that vanished mid-handshake: nothing will read an error.
