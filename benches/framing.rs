@@ -7,6 +7,7 @@ use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tenantpool::config::{TenantConfig, TenantSource};
 use tenantpool::protocol::startup;
+use tenantpool::relay::params::Tracked;
 use tenantpool::relay::{ClientHalf, ServerHalf, Tracker};
 use tenantpool::tenant::guard::Guard;
 use tenantpool::tenant::{SettingName, TenantPolicy};
@@ -164,5 +165,38 @@ fn bench_guard(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_relay_framing, bench_startup, bench_guard);
+/// The two word scans every Query/Parse text of a client passes: the tenant
+/// setting scanner (tenant-scoped databases) and the watch for SQL naming a
+/// tracked setting (`track_extra_parameters`).
+fn bench_scans(c: &mut Criterion) {
+    let policy = policy();
+    let tracked = Tracked::new(&["search_path".to_owned()]);
+    let pgbench = &b"SELECT abalance FROM pgbench_accounts WHERE aid = 12345;"[..];
+    let select = &br#"SELECT "users"."id", "users"."email", "users"."name" FROM "users" WHERE "users"."org_id" = $1 ORDER BY "users"."created_at" DESC LIMIT $2 OFFSET $3"#[..];
+    let update = &br#"UPDATE "users" SET "name" = $1, "email" = $2, "role" = $3, "updated_at" = $4 WHERE "users"."id" = $5 AND "users"."org_id" = $6 RETURNING "users"."id""#[..];
+    let mut g = c.benchmark_group("scan");
+    for (name, sql) in [
+        ("pgbench select", pgbench),
+        ("ORM select (150 B)", select),
+        ("ORM update (150 B)", update),
+    ] {
+        assert!(!policy.may_change_setting(sql) && !tracked.may_change_extra(sql));
+        g.throughput(Throughput::Bytes(sql.len() as u64));
+        g.bench_function(format!("tenant setting, {name}"), |b| {
+            b.iter(|| black_box(policy.may_change_setting(black_box(sql))))
+        });
+        g.bench_function(format!("tracked settings, {name}"), |b| {
+            b.iter(|| black_box(tracked.may_change_extra(black_box(sql))))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_relay_framing,
+    bench_startup,
+    bench_guard,
+    bench_scans
+);
 criterion_main!(benches);

@@ -12,6 +12,7 @@
 //! - [`relay`]: the hot path that moves bytes between a client and its server;
 //! - [`pool`]: server connection pools; [`server`]: logging in to PostgreSQL;
 //! - [`tenant`]: tenant ids, the setting, and what may change it;
+//! - [`sql`]: the cheap first look at client SQL text (words, not tokens);
 //! - [`auth`]: SCRAM-SHA-256 and md5 verification of clients;
 //! - [`config`]: the TOML schema; [`pooler`]: the running whole;
 //! - [`metrics`]: the Prometheus endpoint (`/metrics`, `/healthz`, `/readyz`);
@@ -32,6 +33,7 @@ pub mod pooler;
 pub mod protocol;
 pub mod relay;
 pub mod server;
+pub mod sql;
 pub mod tenant;
 pub mod tls;
 

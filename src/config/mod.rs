@@ -74,6 +74,10 @@ impl Default for MetricsConfig {
 /// Most tenants `[metrics] top_tenants` may ask for (label cardinality).
 pub const MAX_TOP_TENANTS: usize = 100;
 
+/// Most settings `[pooler] track_extra_parameters` may name (the watch for SQL
+/// naming them looks for at most 64 words, see [`crate::sql::words::WordSet`]).
+pub const MAX_TRACKED_EXTRAS: usize = 32;
+
 /// How clients prove who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -131,7 +135,8 @@ pub struct PoolerConfig {
     pub max_prepared_statements: usize,
     /// Settings kept per client in transaction and statement modes, beyond those
     /// the server reports itself (application_name, client_encoding, DateStyle,
-    /// IntervalStyle, TimeZone, standard_conforming_strings). Default `["search_path"]`.
+    /// IntervalStyle, TimeZone, standard_conforming_strings). Default `["search_path"]`,
+    /// at most [`MAX_TRACKED_EXTRAS`].
     pub track_extra_parameters: Vec<String>,
     /// TLS for clients; absent: SSLRequest is answered `N`.
     pub tls: Option<ClientTlsConfig>,

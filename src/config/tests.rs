@@ -56,6 +56,17 @@ fn durations_are_human_readable() {
 fn errors_name_file_and_key() {
     let e = err("[pooler]\nlisten = \"nowhere\"\n");
     assert!(e.starts_with("t.toml: pooler.listen:"), "{e}");
+    let many: Vec<String> = (0..=MAX_TRACKED_EXTRAS)
+        .map(|i| format!("\"s{i}\""))
+        .collect();
+    let e = err(&format!(
+        "[pooler]\ntrack_extra_parameters = [{}]\n",
+        many.join(",")
+    ));
+    assert!(
+        e.contains("pooler.track_extra_parameters: at most 32"),
+        "{e}"
+    );
     let e = err("[pooler]\nlisen = \"127.0.0.1:1\"\n");
     assert!(e.contains("t.toml") && e.contains("lisen"), "{e}");
     let e = err("[databases.app]\nuser = \"app\"\npool_size = 0\n");

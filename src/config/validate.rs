@@ -81,6 +81,12 @@ pub fn validate(config: &Config, file: &str) -> Result<(), ConfigError> {
             ));
         }
     }
+    if p.track_extra_parameters.len() > super::MAX_TRACKED_EXTRAS {
+        return Err(invalid(
+            "pooler.track_extra_parameters",
+            format!("at most {} settings", super::MAX_TRACKED_EXTRAS),
+        ));
+    }
     for (i, name) in p.track_extra_parameters.iter().enumerate() {
         let valid = name
             .bytes()

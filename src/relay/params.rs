@@ -14,11 +14,11 @@
 //!   the startup packet, then, after a transaction whose SQL names one of them
 //!   (or says RESET or DISCARD), by reading them back from the server.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use bytes::{Bytes, BytesMut};
 
 use crate::protocol::frontend;
 use crate::protocol::startup::option_settings;
+use crate::sql::words::{Fit, WordSet};
 
 /// Settings the server reports whenever they change (GUC_REPORT in PostgreSQL 15)
 /// and that clients commonly set.
@@ -37,7 +37,7 @@ pub struct Tracked {
     /// [`REPORTED`], then the extra ones.
     names: Vec<Box<str>>,
     /// Finds SQL that may change an extra setting: their names, RESET, DISCARD.
-    watch: Option<AhoCorasick>,
+    watch: Option<WordSet>,
 }
 
 impl Tracked {
@@ -48,22 +48,14 @@ impl Tracked {
                 names.push(extra.as_str().into());
             }
         }
-        let words: Vec<&str> = names[REPORTED.len()..]
+        // A name counts where a word starts (after a space, `.`, `'` or `"`), also
+        // as the start of a longer word; RESET and DISCARD as whole words.
+        let words: Vec<(&str, Fit)> = names[REPORTED.len()..]
             .iter()
-            .map(|n| &**n)
-            .chain(["reset", "discard"])
+            .map(|n| (&**n, Fit::Prefix))
+            .chain([("reset", Fit::Whole), ("discard", Fit::Whole)])
             .collect();
-        let watch = (names.len() > REPORTED.len()).then(|| {
-            // A DFA without prefilter: every Query passes here, and on short SQL
-            // the rare-byte prefilter's restarts cost ~10x a table walk.
-            AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
-                .match_kind(MatchKind::LeftmostFirst)
-                .kind(Some(AhoCorasickKind::DFA))
-                .prefilter(false)
-                .build(words)
-                .expect("a few short literal patterns")
-        });
+        let watch = (names.len() > REPORTED.len()).then(|| WordSet::new(&words));
         Tracked { names, watch }
     }
 
@@ -84,7 +76,7 @@ impl Tracked {
     /// positive costs one read-back after the transaction.
     #[inline]
     pub fn may_change_extra(&self, sql: &[u8]) -> bool {
-        self.watch.as_ref().is_some_and(|w| w.is_match(sql))
+        self.watch.as_ref().is_some_and(|w| w.find(sql) != 0)
     }
 }
 
@@ -361,7 +353,11 @@ mod tests {
         assert!(t.may_change_extra(b"SET SEARCH_PATH TO x"));
         assert!(t.may_change_extra(b"reset all"));
         assert!(t.may_change_extra(b"DISCARD ALL"));
+        assert!(t.may_change_extra(b"select set_config('search_path', 'x', false)"));
+        assert!(t.may_change_extra(b"set \"search_path\"=x"));
         assert!(!t.may_change_extra(b"select * from items where id = $1"));
+        // Only where words start: these name other things.
+        assert!(!t.may_change_extra(b"select my_search_path, resets, discarded from t"));
         assert!(!Tracked::new(&[]).may_change_extra(b"RESET ALL"));
     }
 }

@@ -1,78 +1,57 @@
 //! Spots statements that may change or reset the tenant setting for the session,
 //! so the pooler stops trusting its belief about that server connection.
 //!
-//! This is deliberately conservative and cheap: one case-insensitive pass over the
-//! text; a false positive costs one extra SET on the next transaction, a false
-//! negative could run a client under a stale tenant. It cannot see SQL built
-//! dynamically inside functions; the tenant guard and the signed context close that.
+//! This is deliberately conservative and cheap: one pass over the text that
+//! looks only where words start ([`crate::sql::words`]); a false positive costs
+//! one extra SET on the next transaction, a false negative could run a client
+//! under a stale tenant. It cannot see SQL built dynamically inside functions; the
+//! tenant guard and the signed context close that.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use crate::sql::words::{Fit, WordSet};
 
 use super::SettingName;
 
-/// Keywords that reset session state wholesale, whatever setting they name, and
+/// Words that reset session state wholesale, whatever setting they name, and
 /// `execute`, which runs a statement prepared (and inspected) in an earlier
-/// transaction, or dynamic SQL in a DO block.
-const RESETTERS: [&str; 5] = ["set_config", "reset", "discard", "authorization", "execute"];
-const SET: usize = RESETTERS.len();
-const NAME: usize = SET + 1;
+/// transaction, or dynamic SQL in a DO block. Any of them flags the text.
+const RESETTERS: [(&str, Fit); 5] = [
+    ("set_config", Fit::Prefix),
+    ("reset", Fit::Whole),
+    ("discard", Fit::Whole),
+    ("authorization", Fit::Whole),
+    ("execute", Fit::Whole),
+];
+const RESETTER_BITS: u64 = (1 << RESETTERS.len()) - 1;
+const SET_BIT: u64 = 1 << RESETTERS.len();
+/// The setting's last part, or a Unicode-escaped identifier (`U&"..."`), which can
+/// spell the name without its letters.
+const NAME_BITS: u64 = 0b11 << (RESETTERS.len() + 1);
 
 #[derive(Debug, Clone)]
 pub struct SettingScanner {
-    automaton: AhoCorasick,
+    words: WordSet,
 }
 
 impl SettingScanner {
     pub fn new(setting: &SettingName) -> Self {
-        let mut patterns: Vec<&str> = RESETTERS.to_vec();
-        patterns.push("set");
-        patterns.push(setting.last_part());
-        // A Unicode-escaped identifier (U&"...") can spell the name without its letters.
-        patterns.push("u&\"");
-        // A DFA without prefilter, as for the tracked settings (relay::params).
-        let automaton = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::LeftmostFirst)
-            .kind(Some(AhoCorasickKind::DFA))
-            .prefilter(false)
-            .build(patterns)
-            .expect("static patterns build");
-        SettingScanner { automaton }
+        let mut words = RESETTERS.to_vec();
+        words.push(("set", Fit::Whole));
+        // Every spelling of the name holds its last part where an identifier (or a
+        // quoted one) starts, e.g. after `.` or `"`; a longer identifier is another name.
+        words.push((setting.last_part(), Fit::Prefix));
+        words.push(("u&\"", Fit::Prefix));
+        SettingScanner {
+            words: WordSet::new(&words),
+        }
     }
 
     /// True for `RESET ...`, `DISCARD ...`, `set_config(...)`, `... SESSION AUTHORIZATION`,
     /// `EXECUTE ...`, and for a `SET` that appears together with the setting's name.
+    #[inline]
     pub fn may_change_setting(&self, sql: &[u8]) -> bool {
-        let mut saw_set = false;
-        let mut saw_name = false;
-        for m in self.automaton.find_iter(sql) {
-            let id = m.pattern().as_usize();
-            if id >= NAME {
-                saw_name = true;
-            } else if is_word(sql, m.start(), m.end()) {
-                if id == SET {
-                    saw_set = true;
-                } else {
-                    return true;
-                }
-            }
-            if saw_set && saw_name {
-                return true;
-            }
-        }
-        false
+        let found = self.words.find(sql);
+        found & RESETTER_BITS != 0 || (found & SET_BIT != 0 && found & NAME_BITS != 0)
     }
-}
-
-fn is_ident_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
-}
-
-/// Whether `sql[start..end]` stands as a whole word.
-fn is_word(sql: &[u8], start: usize, end: usize) -> bool {
-    let before = start == 0 || !is_ident_byte(sql[start - 1]);
-    let after = end == sql.len() || !is_ident_byte(sql[end]);
-    before && after
 }
 
 #[cfg(test)]
@@ -101,6 +80,9 @@ mod tests {
             "execute poison('x')",
             "SET app.U&\"current\\005ftenant\" = 'x'",
             "do $$ begin execute 'se' || 't app.current_tenant = x'; end $$",
+            "set/**/app.\"current_tenant\"=1",
+            "SET \"app.current_tenant\" TO DEFAULT",
+            "set local app.current_tenant=$1",
         ] {
             assert!(s.may_change_setting(sql.as_bytes()), "{sql}");
         }
@@ -117,6 +99,8 @@ mod tests {
             "update t set settings = 1",
             "select offset_x, resets_count from discarded",
             "select executed_at from jobs",
+            // The name inside a longer identifier is another name.
+            "update t set n = 1 where my_current_tenant = 2",
             "",
         ] {
             assert!(!s.may_change_setting(sql.as_bytes()), "{sql}");

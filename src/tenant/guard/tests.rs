@@ -1,5 +1,6 @@
-use super::prefilter::{letter_mask, may_matter, rule_word_at, rule_words_end};
+use super::prefilter::{may_matter, rule_word_at, rule_words_end};
 use super::*;
+use crate::sql::words::letter_mask;
 use Violation::*;
 
 fn guard() -> Guard {
