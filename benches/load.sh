@@ -443,7 +443,7 @@ tenant_cell() { # round clients
         esac
         out=$("$LOADGEN" load --addr "127.0.0.1:$TPM_PORT" --user bench --db "$db" --password bench-secret \
             --clients "$clients" --connections "$conns" --seconds "$DURATION" --tenants "$tenants" --accounts "$ACCOUNTS" \
-            --pid "$TPM_PID" --metrics "127.0.0.1:$TPM_METRICS" 2>&1) || true
+            --pid "$TPM_PID" --pg-pid "$PG_PID" --metrics "127.0.0.1:$TPM_METRICS" 2>&1) || true
         # shellcheck disable=SC2086
         record kind=tenants "cell=$name" "target=tenantpool: $variant" "round=$round" $(sed 's/first_error=.*//' <<<"$out")
         printf '   %-28s %s\n' "$variant" "$(cut -c1-110 <<<"$out")"

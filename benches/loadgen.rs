@@ -13,7 +13,7 @@
 //!
 //! ```text
 //! loadgen load    --addr H:P --user U --db D --password P --clients N --seconds S
-//!                 [--tenants K] [--accounts N] [--pid PID] [--metrics H:P]
+//!                 [--tenants K] [--accounts N] [--pid PID] [--pg-pid POSTMASTER] [--metrics H:P]
 //! loadgen idle    --addr H:P --user U --db D --password P --count N
 //! loadgen burst   --addr H:P --user U --db D --password P --clients N --pg H:P
 //!                 [--pid PID] [--accounts N]
@@ -22,7 +22,9 @@
 //! loadgen report  RESULTS [--markdown]
 //! ```
 //!
-//! Every measuring command prints one line of `key=value` fields.
+//! Every measuring command prints one line of `key=value` fields. `--pid` adds
+//! the pooler's CPU and RSS; `--pg-pid` (the postmaster) adds PostgreSQL's CPU,
+//! backends included, to say which side a cost falls on.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -480,6 +482,37 @@ fn cpu_us(pid: u32) -> Option<u64> {
     Some(ticks * 1_000_000 / clock_ticks())
 }
 
+/// CPU of a PostgreSQL server, in microseconds: the postmaster (with the
+/// children it has reaped) and every live child, i.e. the backends.
+fn server_cpu_us(postmaster: u32) -> Option<u64> {
+    let ticks = |stat: &str, with_children: bool| -> Option<(u32, u64)> {
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split(' ').collect();
+        let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+        let own = n(11)? + n(12)?;
+        let reaped = if with_children { n(13)? + n(14)? } else { 0 };
+        Some((n(1)? as u32, own + reaped))
+    };
+    let own = std::fs::read_to_string(format!("/proc/{postmaster}/stat")).ok()?;
+    let mut total = ticks(&own, true)?.1;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if let Some((ppid, t)) = ticks(&stat, false) {
+            if ppid == postmaster {
+                total += t;
+            }
+        }
+    }
+    Some(total * 1_000_000 / clock_ticks())
+}
+
 fn clock_ticks() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -612,6 +645,7 @@ async fn load(o: &Opts) -> Result<()> {
     let tenants = o.num("tenants", 0) as usize;
     let accounts = o.num("accounts", 100_000);
     let pid = o.named.get("pid").and_then(|p| p.parse::<u32>().ok());
+    let pg_pid = o.named.get("pg-pid").and_then(|p| p.parse::<u32>().ok());
     let metrics = o.named.get("metrics").cloned();
 
     let mut conns = Vec::with_capacity(connections);
@@ -629,6 +663,7 @@ async fn load(o: &Opts) -> Result<()> {
         None => None,
     };
     let cpu0 = pid.and_then(cpu_us);
+    let pg_cpu0 = pg_pid.and_then(server_cpu_us);
     let start = Instant::now();
     let deadline = start + Duration::from_secs(seconds);
     let tasks: Vec<_> = (0..clients)
@@ -684,6 +719,7 @@ async fn load(o: &Opts) -> Result<()> {
     }
     let elapsed = start.elapsed().as_secs_f64();
     let cpu1 = pid.and_then(cpu_us);
+    let pg_cpu1 = pg_pid.and_then(server_cpu_us);
     let conns = std::mem::take(&mut *free.lock().unwrap());
     for c in conns {
         c.terminate().await;
@@ -699,6 +735,9 @@ async fn load(o: &Opts) -> Result<()> {
     );
     if let (Some(a), Some(b)) = (cpu0, cpu1) {
         let _ = write!(line, " cpu_us={}", b - a);
+    }
+    if let (Some(a), Some(b)) = (pg_cpu0, pg_cpu1) {
+        let _ = write!(line, " pg_cpu_us={}", b - a);
     }
     if let Some(kb) = pid.and_then(rss_kb) {
         let _ = write!(line, " rss_kb={kb}");
@@ -977,6 +1016,12 @@ impl Agg {
     fn sum(&self, k: &str) -> Option<f64> {
         self.extra.get(k).map(|v| v.iter().sum())
     }
+    /// A summed field per transaction.
+    fn per_txn(&self, k: &str) -> Option<f64> {
+        self.sum(k)
+            .filter(|_| self.txns > 0.0)
+            .map(|v| v / self.txns)
+    }
 }
 
 fn median(v: &[f64]) -> Option<f64> {
@@ -1180,6 +1225,8 @@ fn report(o: &Opts) -> Result<()> {
         "×none",
         "CPU µs/txn",
         "×none",
+        "PG CPU µs/txn",
+        "×none",
         "SETs/txn",
         "affinity hits",
         "errors",
@@ -1210,6 +1257,11 @@ fn report(o: &Opts) -> Result<()> {
                 ratio(a.p99_ms(), b.and_then(Agg::p99_ms)),
                 fmt(a.cpu_per_txn(), 1),
                 ratio(a.cpu_per_txn(), b.and_then(Agg::cpu_per_txn)),
+                fmt(a.per_txn("pg_cpu_us"), 1),
+                ratio(
+                    a.per_txn("pg_cpu_us"),
+                    b.and_then(|b| b.per_txn("pg_cpu_us")),
+                ),
                 fmt(sent.filter(|_| a.txns > 0.0).map(|s| s / a.txns), 3),
                 hits.map(|h| format!("{h:.1}%")).unwrap_or("–".into()),
                 fmt(Some(a.errors), 0),
