@@ -269,6 +269,9 @@ async fn set_is_skipped_when_server_already_has_the_tenant() {
         ..Default::default()
     };
     let h = Harness::start_with(opts, |c: &mut Config, _| {
+        // pg_stat_statements counts a prepared SET when it is parsed, not each
+        // time it runs: these counts need the unnamed SET.
+        c.pooler.max_prepared_statements = 0;
         let base = c.databases["app"].clone();
         for (name, size, affinity) in [("one", 1, true), ("two", 2, true), ("two_noaff", 2, false)]
         {
@@ -795,4 +798,88 @@ async fn returned_connection_goes_first_to_a_waiter_of_its_tenant() {
     assert_eq!(first.await.unwrap(), 2);
     // acme's waiter took the connection still set to acme (skipped); globex's SET came after.
     assert_eq!(sets(&h, "app"), (2, 1));
+}
+
+/// The names and texts of the tenant SET statements the pooler prepared on the
+/// server connection `client` is on.
+async fn set_statements(client: &Client) -> Vec<(String, String)> {
+    client
+        .query_typed(
+            "select name, statement from pg_prepared_statements where name like 'tps%' order by name",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// The inline SET is a statement prepared once per server and tenant, then only
+/// bound and executed. A client's own DEALLOCATE or PREPARE may drop it or take
+/// its name: the pooler then closes that name and prepares it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenant_set_is_prepared_once_per_server_and_a_client_cannot_swap_it() {
+    let h = Harness::start(|c, _| c.databases.get_mut("app").unwrap().pool_size = 1).await;
+    let acme = h.connect("app.acme", "app").await;
+    let globex = h.connect("app.globex", "app").await;
+    for _ in 0..2 {
+        assert_next_sees(&h, "app", &globex, "globex", 2, true, "globex").await;
+        assert_next_sees(&h, "app", &acme, "acme", 3, true, "acme").await;
+    }
+    let prepared = set_statements(&acme).await;
+    let texts: Vec<&str> = prepared.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "SET app.current_tenant = E'acme'",
+            "SET app.current_tenant = E'globex'"
+        ],
+        "one statement per tenant, four SETs: {prepared:?}"
+    );
+    let theirs = &prepared[1].0;
+    assert!(theirs.ends_with("_globex"), "{theirs}");
+
+    // acme drops globex's statement and takes its name for something else.
+    acme.simple_query(&format!(
+        "DEALLOCATE {theirs}; PREPARE {theirs} AS SELECT 1"
+    ))
+    .await
+    .unwrap();
+    assert_next_sees(&h, "app", &globex, "globex", 2, true, "after the swap").await;
+    let after = set_statements(&globex).await;
+    assert_eq!(after, prepared, "globex's closed and prepared again");
+    // A name taken before the pooler prepares it.
+    let squatted = theirs.replace("_globex", "_initech");
+    acme.simple_query(&format!("PREPARE {squatted} AS SELECT 1"))
+        .await
+        .unwrap();
+    let initech = h.connect("app.initech", "app").await;
+    assert_next_sees(&h, "app", &initech, "initech", 0, true, "squatted name").await;
+    // A protocol-level statement of the client's own survives the next transactions.
+    let stmt = acme.prepare("select count(*) from items").await.unwrap();
+    assert_next_sees(&h, "app", &globex, "globex", 2, true, "globex again").await;
+    let rows: i64 = acme.query_one(&stmt, &[]).await.unwrap().get(0);
+    assert_eq!(rows, 3);
+    assert_eq!(h.pool("app").stats.server_connects.get(), 1);
+}
+
+/// With room for one prepared statement per server, each tenant's SET closes
+/// the other's, and every transaction still runs as its tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_set_statements_are_evicted_like_any_other() {
+    let h = Harness::start(|c, _| {
+        c.databases.get_mut("app").unwrap().pool_size = 1;
+        c.pooler.max_prepared_statements = 1;
+    })
+    .await;
+    let acme = h.connect("app.acme", "app").await;
+    let globex = h.connect("app.globex", "app").await;
+    for round in 0..3 {
+        assert_next_sees(&h, "app", &acme, "acme", 3, true, "acme").await;
+        assert_next_sees(&h, "app", &globex, "globex", 2, true, "globex").await;
+        let left = set_statements(&globex).await;
+        assert_eq!(left.len(), 1, "round {round}: {left:?}");
+        assert_eq!(left[0].1, "SET app.current_tenant = E'globex'");
+    }
 }

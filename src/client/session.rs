@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::io::poll_read_buf;
 
@@ -29,10 +29,12 @@ use crate::net::Stream;
 use crate::pool::{reset, ServerConn};
 use crate::pooler::clients::{ClientEntry, ClientState, Registered, Signal};
 use crate::pooler::{Control, Database, Phase};
+use crate::relay::prepared::close_message;
 use crate::relay::{
-    ClientHalf, ClientParams, ClientStatements, Outcome, Relay, RelayError, ServerHalf, Tracker,
+    ClientHalf, ClientParams, ClientStatements, Outcome, Relay, RelayError, ServerHalf,
+    ServerStatements, Tracker,
 };
-use crate::tenant::{ServerTenant, TenantPolicy};
+use crate::tenant::{ServerTenant, TenantId, TenantPolicy};
 
 /// What woke an idle session.
 #[derive(Debug, Clone, Copy)]
@@ -414,9 +416,14 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
                 // Inside the client's own transaction where its first statement allows
                 // (see tenant::inline); otherwise as a Query of its own.
                 let unsynced = match policy {
-                    Some(policy) if database.mode != PoolMode::Session => {
-                        inline_tenant_set(policy, set, &inbound, &statements)
-                    }
+                    Some(policy) if database.mode != PoolMode::Session => inline_tenant_set(
+                        policy,
+                        set,
+                        tenant.as_ref(),
+                        &inbound,
+                        &statements,
+                        (max_prepared > 0).then_some((&mut server.statements, max_prepared)),
+                    ),
                     _ => None,
                 };
                 if let Some(message) = unsynced {
@@ -591,14 +598,33 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
 fn inline_tenant_set(
     policy: &TenantPolicy,
     set: &[u8],
+    tenant: Option<&TenantId>,
     inbound: &ClientHalf,
     statements: &ClientStatements,
+    server_statements: Option<(&mut ServerStatements, usize)>,
 ) -> Option<Bytes> {
     let sql = inbound.single_statement_request(Some(statements))?;
     if !crate::tenant::inline::starts_plain_statement(sql) {
         return None;
     }
-    policy.unsynced_set_message(set)
+    // Prepared once per server and tenant where the server's statements are
+    // tracked (they are then closed least recently used first, like the clients').
+    let named = server_statements.zip(policy.set_statement_name(tenant));
+    let Some(((server, max), name)) = named else {
+        return policy.unsynced_set_message(set);
+    };
+    let prepared = server.touch(&name);
+    let mut buf = BytesMut::with_capacity(if prepared { 40 } else { set.len() + 120 });
+    if !prepared {
+        // Closed first: a client's SQL PREPARE may have taken the name (closing a
+        // name nobody has is no error).
+        buf.extend_from_slice(&close_message(&name));
+        if let Some(evicted) = server.insert(Arc::from(name.as_str()), max) {
+            buf.extend_from_slice(&close_message(&evicted));
+        }
+    }
+    policy.put_unsynced_named_set(&mut buf, &name, set, !prepared);
+    Some(buf.freeze())
 }
 
 /// `first` then `then`, as one write.

@@ -56,14 +56,24 @@ pub fn query(buf: &mut BytesMut, sql: &str) {
 /// Parse, Bind and Execute of `sql` as the unnamed statement and portal, with no
 /// parameters and no Sync: it runs at the head of whatever the client sends next.
 pub fn unsynced_statement(buf: &mut BytesMut, sql: &[u8]) {
-    put_message(buf, tag::PARSE, |b| {
-        b.put_u8(0);
-        b.put_slice(sql);
-        b.put_u8(0);
-        b.put_i16(0);
-    });
+    unsynced_named_statement(buf, b"", Some(sql));
+}
+
+/// Bind and Execute of the statement `name` (unnamed portal, no parameters), no
+/// Sync; preceded by the Parse of `sql` under that name when `parse` is given.
+pub fn unsynced_named_statement(buf: &mut BytesMut, name: &[u8], parse: Option<&[u8]>) {
+    if let Some(sql) = parse {
+        put_message(buf, tag::PARSE, |b| {
+            b.put_slice(name);
+            b.put_u8(0);
+            b.put_slice(sql);
+            b.put_u8(0);
+            b.put_i16(0);
+        });
+    }
     put_message(buf, tag::BIND, |b| {
         b.put_u8(0);
+        b.put_slice(name);
         b.put_u8(0);
         b.put_i16(0); // parameter formats
         b.put_i16(0); // parameters

@@ -146,8 +146,21 @@ impl ServerHalf {
                         return Err(OutboundError::TenantSet(fields));
                     }
                     tag::READY_FOR_QUERY if self.swallowing > 0 => self.swallowing -= 1,
-                    // The unsynced SET's last answer (it follows any Query's).
+                    // The unsynced SET's last answer (it follows any Query's). It must
+                    // be the SET's: a prepared statement of ours that someone replaced
+                    // would answer otherwise, and then the setting is not the tenant.
                     tag::COMMAND_COMPLETE if self.swallowing == 0 => {
+                        if &buf[HEADER_LEN..total] != b"SET\0" {
+                            return Err(OutboundError::TenantSet(ErrorFields {
+                                severity: "ERROR".into(),
+                                code: "XX000".into(),
+                                message: format!(
+                                    "the tenant SET was answered \"{}\"",
+                                    String::from_utf8_lossy(&buf[HEADER_LEN..total - 1])
+                                ),
+                                detail: None,
+                            }));
+                        }
                         self.swallowing_unsynced = false
                     }
                     _ => {} // ParseComplete, BindComplete, CommandComplete "SET", a notice
@@ -204,6 +217,10 @@ impl ServerHalf {
                     if done == b"DEALLOCATE ALL\0" || done == b"DISCARD ALL\0" {
                         p.client.clear();
                         p.server.clear();
+                    } else if done == b"DEALLOCATE\0" || done == b"PREPARE\0" {
+                        // SQL-level, by a name the pooler did not rewrite: it may be
+                        // one of ours (they are visible in pg_prepared_statements).
+                        p.server.forget_tenant_sets();
                     }
                 }
             }
@@ -352,6 +369,62 @@ mod tests {
         assert_eq!(half.ready_bytes(&buf), &answer[..]);
         assert!(t.is_idle());
         assert!(half.rollback_seen, "the client's ROLLBACK undid the SET");
+    }
+
+    #[test]
+    fn an_unsynced_set_answered_by_anything_but_set_fails() {
+        // A prepared SET statement of ours that a client replaced would answer otherwise.
+        let mut half = ServerHalf {
+            swallowing_unsynced: true,
+            ..Default::default()
+        };
+        let mut t = Tracker::default();
+        let mut buf = BytesMut::new();
+        for m in [msg(b'2', b""), msg(b'C', b"SELECT 1\0"), msg(b'Z', b"I")] {
+            buf.extend_from_slice(&m);
+        }
+        match half.scan(&mut buf, &mut t, None, 1024, None) {
+            Err(OutboundError::TenantSet(f)) => {
+                assert_eq!(f.code, "XX000");
+                assert!(f.message.contains("SELECT 1"), "{}", f.message);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_clients_own_prepare_or_deallocate_forgets_the_tenant_set_statements() {
+        use crate::relay::prepared::{ClientStatements, Prepared, ServerStatements};
+        for (done, forgotten) in [
+            (&b"PREPARE\0"[..], true),
+            (b"DEALLOCATE\0", true),
+            (b"DEALLOCATE ALL\0", true),
+            (b"SELECT 1\0", false),
+        ] {
+            let (mut client, mut server) =
+                (ClientStatements::default(), ServerStatements::default());
+            server.insert("tp_x".into(), 10);
+            server.insert("tps0_acme".into(), 10);
+            let mut half = ServerHalf::default();
+            let mut t = Tracker::default();
+            t.sent(crate::relay::track::Answer::Query);
+            let mut buf = BytesMut::new();
+            buf.extend_from_slice(&msg(b'C', done));
+            buf.extend_from_slice(&msg(b'Z', b"I"));
+            let mut p = Prepared {
+                client: &mut client,
+                server: &mut server,
+                max: 10,
+            };
+            half.scan(&mut buf, &mut t, None, 1024, Some(&mut p))
+                .unwrap();
+            assert_eq!(!server.touch("tps0_acme"), forgotten, "{done:?}");
+            assert_eq!(
+                server.touch("tp_x"),
+                done != b"DEALLOCATE ALL\0",
+                "{done:?}"
+            );
+        }
     }
 
     #[test]

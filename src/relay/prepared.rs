@@ -102,9 +102,14 @@ pub struct ServerStatements {
     clock: u64,
 }
 
+/// How the names of the tenant SET statements start (see
+/// [`crate::tenant::TenantPolicy::set_statement_name`]); never a client
+/// statement's (`tp_` and hex digits).
+pub const TENANT_SET_PREFIX: &str = "tps";
+
 impl ServerStatements {
     /// Whether the server has `name`; marks it used.
-    pub fn touch(&mut self, name: &ServerName) -> bool {
+    pub fn touch(&mut self, name: &str) -> bool {
         self.clock += 1;
         match self.used.get_mut(name) {
             Some(at) => {
@@ -139,6 +144,14 @@ impl ServerStatements {
     /// After DISCARD ALL / DEALLOCATE ALL on the server.
     pub fn clear(&mut self) {
         self.used.clear();
+    }
+
+    /// Forgets the tenant SET statements: a client's own SQL `DEALLOCATE` or
+    /// `PREPARE` may have dropped one or taken the name of one. The next use
+    /// closes the name and prepares it again.
+    pub fn forget_tenant_sets(&mut self) {
+        self.used
+            .retain(|name, _| !name.starts_with(TENANT_SET_PREFIX));
     }
 
     pub fn len(&self) -> usize {
@@ -241,6 +254,10 @@ mod tests {
         assert_eq!(s.insert(c.clone(), 2), Some(b.clone()));
         assert!(!s.touch(&b));
         assert_eq!(s.len(), 2);
+        let set: ServerName = format!("{TENANT_SET_PREFIX}0_acme").into();
+        s.insert(set.clone(), 3);
+        s.forget_tenant_sets();
+        assert!(!s.touch(&set) && s.touch(&a) && s.touch(&c));
     }
 
     #[test]

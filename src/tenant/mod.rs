@@ -17,6 +17,7 @@ pub mod scan;
 pub mod setting;
 pub mod signed;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -48,7 +49,18 @@ pub struct TenantPolicy {
     scanner: SettingScanner,
     signed: Option<signed::SignedContext>,
     guard: Option<guard::Guard>,
+    /// Starts the names of the SET statements prepared on servers (see
+    /// [`Self::set_statement_name`]); unique to this policy, so a reload that
+    /// changes the setting never finds the old statement under a new name.
+    statement_prefix: Box<str>,
 }
+
+/// Policies built so far in this process, for [`TenantPolicy::statement_prefix`].
+static POLICIES: AtomicU64 = AtomicU64::new(0);
+
+/// PostgreSQL keeps 63 bytes of a prepared statement's name (NAMEDATALEN - 1):
+/// two longer names with the same start would be one statement.
+const MAX_STATEMENT_NAME: usize = 63;
 
 impl TenantPolicy {
     /// Builds the policy; the config was validated, so errors here are reported the same way.
@@ -73,6 +85,12 @@ impl TenantPolicy {
             guard: config
                 .guard
                 .then(|| guard::Guard::new(&setting_for_guard, config.allow_do_blocks)),
+            statement_prefix: format!(
+                "{}{}_",
+                crate::relay::prepared::TENANT_SET_PREFIX,
+                POLICIES.fetch_add(1, Ordering::Relaxed)
+            )
+            .into(),
         })
     }
 
@@ -120,6 +138,30 @@ impl TenantPolicy {
         let mut buf = BytesMut::with_capacity(sql.len() + 32);
         frontend::unsynced_statement(&mut buf, sql);
         Some(buf.freeze())
+    }
+
+    /// The name under which the SET for `tenant` is prepared on a server, so that
+    /// later transactions send only Bind and Execute: PostgreSQL then skips
+    /// parsing the SET and building a plan cache entry for it, about half its
+    /// cost. `None` when the context is signed (no inline SET) or the name would
+    /// not fit in PostgreSQL's 63 bytes.
+    pub fn set_statement_name(&self, tenant: Option<&TenantId>) -> Option<String> {
+        let tenant = tenant.map(TenantId::as_str).unwrap_or("");
+        if self.signed.is_some() || self.statement_prefix.len() + tenant.len() > MAX_STATEMENT_NAME
+        {
+            return None;
+        }
+        let mut name = String::with_capacity(self.statement_prefix.len() + tenant.len());
+        name.push_str(&self.statement_prefix);
+        name.push_str(tenant);
+        Some(name)
+    }
+
+    /// Writes the SET as the prepared statement `name`: its Parse (from `set`, the
+    /// client's [`Self::set_message`]) when `parse`, then Bind and Execute, no Sync.
+    pub fn put_unsynced_named_set(&self, buf: &mut BytesMut, name: &str, set: &[u8], parse: bool) {
+        let sql = parse.then(|| set.get(HEADER_LEN..).map(frontend::query_text));
+        frontend::unsynced_named_statement(buf, name.as_bytes(), sql.flatten());
     }
 
     /// The tenant-context guard, unless turned off.
@@ -212,6 +254,53 @@ mod tests {
         expected.extend_from_slice(b"E\0\0\0\x09\0\0\0\0\0");
         assert_eq!(&unsynced[..], &expected[..]);
         assert_eq!(p.unsynced_set_message(b"Q\0"), None, "not a message");
+    }
+
+    #[test]
+    fn the_named_set_is_parsed_under_a_name_of_this_policy_then_only_bound() {
+        let p = policy(true);
+        let (_, tenant) = p.resolve("app.acme").unwrap();
+        let set = p.set_message(tenant.as_ref());
+        let name = p.set_statement_name(tenant.as_ref()).unwrap();
+        assert!(name.starts_with("tps") && name.ends_with("_acme"), "{name}");
+        let again = policy(true).set_statement_name(tenant.as_ref()).unwrap();
+        assert_ne!(
+            name, again,
+            "another policy (a reload) names its statements anew"
+        );
+
+        let bind_execute = |name: &str| {
+            let mut m = vec![b'B'];
+            m.extend_from_slice(&(4 + 1 + name.len() as i32 + 1 + 6).to_be_bytes());
+            m.push(0);
+            m.extend_from_slice(name.as_bytes());
+            m.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0]);
+            m.extend_from_slice(b"E\0\0\0\x09\0\0\0\0\0");
+            m
+        };
+        let sql = b"SET app.current_tenant = E'acme'";
+        let mut expected = vec![b'P'];
+        expected.extend_from_slice(
+            &(4 + name.len() as i32 + 1 + sql.len() as i32 + 1 + 2).to_be_bytes(),
+        );
+        expected.extend_from_slice(name.as_bytes());
+        expected.push(0);
+        expected.extend_from_slice(sql);
+        expected.extend_from_slice(&[0, 0, 0]);
+        expected.extend_from_slice(&bind_execute(&name));
+        let mut first = BytesMut::new();
+        p.put_unsynced_named_set(&mut first, &name, &set, true);
+        assert_eq!(&first[..], &expected[..]);
+        let mut later = BytesMut::new();
+        p.put_unsynced_named_set(&mut later, &name, &set, false);
+        assert_eq!(&later[..], &bind_execute(&name)[..]);
+
+        // PostgreSQL would cut a longer name, and two tenants could meet in it.
+        let fits = "a".repeat(63 - name.len() + "acme".len());
+        let (_, long) = p.resolve(&format!("app.{fits}")).unwrap();
+        assert_eq!(p.set_statement_name(long.as_ref()).unwrap().len(), 63);
+        let (_, longer) = p.resolve(&format!("app.{fits}b")).unwrap();
+        assert_eq!(p.set_statement_name(longer.as_ref()), None);
     }
 
     #[test]
