@@ -8,7 +8,8 @@
 //! name that follows a letter, `_` or a byte >= 0x80 is part of a longer
 //! identifier (or string), never the name itself.
 
-/// Bytes that continue a word for [`word_starts`]: `[A-Za-z_\x80-\xff]`.
+/// Bytes that continue a word for [`word_starts`]: `[A-Za-z_\x80-\xff]`,
+/// PostgreSQL's `ident_start`.
 pub static LETTER: [bool; 256] = {
     let mut t = [false; 256];
     let mut i = 0;
@@ -22,7 +23,7 @@ pub static LETTER: [bool; 256] = {
 
 /// `[A-Za-z_0-9$\x80-\xff]`: bytes that continue an identifier (PostgreSQL's
 /// `ident_cont`), so a whole word ends before any other byte.
-static IDENT_CONT: [bool; 256] = {
+pub static IDENT_CONT: [bool; 256] = {
     let mut t = [false; 256];
     let mut i = 0;
     while i < 256 {

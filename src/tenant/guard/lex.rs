@@ -14,24 +14,9 @@
 
 use memchr::{memchr, memchr2, memmem};
 
-/// `[A-Za-z_\x80-\xff]`: PostgreSQL's `ident_start` (and `dolq_start`).
-const fn table(digits_and_dollar: bool) -> [bool; 256] {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        t[i] = b.is_ascii_alphabetic()
-            || b == b'_'
-            || b >= 0x80
-            || (digits_and_dollar && (b.is_ascii_digit() || b == b'$'));
-        i += 1;
-    }
-    t
-}
-
-pub(super) static IDENT_START: [bool; 256] = table(false);
-/// `[A-Za-z_0-9$\x80-\xff]`: PostgreSQL's `ident_cont`.
-pub(super) static IDENT_CONT: [bool; 256] = table(true);
+// PostgreSQL's `ident_start` (and `dolq_start`) and `ident_cont`, shared with the
+// word scans that run before any lexing.
+use crate::sql::words::{IDENT_CONT, LETTER as IDENT_START};
 
 /// Bytes that may start a comment.
 static TRIVIA: [bool; 256] = {
