@@ -34,7 +34,7 @@ use crate::relay::{
     ClientHalf, ClientParams, ClientStatements, Outcome, Relay, RelayError, ServerHalf,
     ServerStatements, Tracker,
 };
-use crate::tenant::{ServerTenant, TenantId, TenantPolicy};
+use crate::tenant::{ClientSet, ServerTenant, TenantPolicy};
 
 /// What woke an idle session.
 #[derive(Debug, Clone, Copy)]
@@ -60,7 +60,7 @@ pub struct Session {
     /// The tracked session settings it wants.
     params: ClientParams,
     /// Its tenant SET, made once (tenant-scoped databases).
-    set_tenant: Option<Bytes>,
+    set_tenant: Option<Box<ClientSet>>,
     /// Token logins: no transaction starts once the clock (unix seconds) reaches
     /// this, the token's `exp` plus the leeway. `u64::MAX` for other logins.
     expires: u64,
@@ -98,7 +98,7 @@ impl Session {
         let set_tenant = database
             .tenant
             .as_ref()
-            .map(|p| p.set_message(registered.entry.tenant.as_ref()));
+            .map(|p| Box::new(p.client_set(registered.entry.tenant.as_ref())));
         // A graceful shutdown tells the registered clients; one that began before
         // this entry was there is seen here.
         if control.phase() != Phase::Running {
@@ -343,7 +343,8 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
         // 2. At the start of a transaction: the login token must still be valid,
         //    and the database still configured (a reload may have changed its rules,
         //    or removed or re-pointed it: then the client is told to reconnect).
-        if inbound.has_input() && unix_now() >= *expires {
+        // (The clock is read only for a login that expires.)
+        if inbound.has_input() && *expires != u64::MAX && unix_now() >= *expires {
             let error = ClientError::fatal(
                 sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
                 "tenantpool: the login token has expired; reconnect with a fresh token",
@@ -360,7 +361,7 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
                     *set_tenant = database
                         .tenant
                         .as_ref()
-                        .map(|p| p.set_message(tenant.as_ref()));
+                        .map(|p| Box::new(p.client_set(tenant.as_ref())));
                 }
                 _ => {
                     let error = crate::pool::PoolError::Retired(database.name.clone()).to_client();
@@ -374,11 +375,12 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
         let affinity = policy.is_some_and(|p| p.affinity);
 
         // 3. Get a server connection.
+        let mut relay_started = None;
         let server = match &mut held {
             Some(server) => server,
             None => {
-                entry.set_state(ClientState::Waiting, 0);
-                let wait_started = Instant::now(); // metrics hook
+                let wait_started = Instant::now();
+                entry.set_state(ClientState::Waiting, 0, wait_started);
                 let checkout = tokio::select! {
                     // Boxed, like the other rare awaits: an idle client's task holds only
                     // its small idle state, not the largest step's.
@@ -390,7 +392,10 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
                 };
                 match checkout {
                     Ok(server) => {
-                        crate::metrics::pool::waited(pool, wait_started); // metrics hook
+                        // Lent at `last_used`: the pool read the clock then.
+                        relay_started = Some(server.last_used);
+                        let waited = server.last_used.saturating_duration_since(wait_started);
+                        crate::metrics::pool::waited(pool, waited); // metrics hook
                         held.insert(server)
                     }
                     Err(e) => {
@@ -400,7 +405,8 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
                 }
             }
         };
-        entry.set_state(ClientState::Active, server.id);
+        let relay_started = relay_started.unwrap_or_else(Instant::now);
+        entry.set_state(ClientState::Active, server.id, relay_started);
 
         // 4. Make sure it holds this client's tenant and session settings, without a
         //    round trip of its own.
@@ -409,7 +415,7 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
         let mut prefix = None;
         let mut unsynced_set = None;
         // Only ahead of client messages: when the server woke us, its own message comes first.
-        if let Some(set) = set_tenant.as_ref().filter(|_| inbound.has_input()) {
+        if let Some(set) = set_tenant.as_deref().filter(|_| inbound.has_input()) {
             if server.tenant.matches(tenant.as_ref()) {
                 pool.stats.tenant_sets_skipped.inc();
             } else {
@@ -419,7 +425,6 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
                     Some(policy) if database.mode != PoolMode::Session => inline_tenant_set(
                         policy,
                         set,
-                        tenant.as_ref(),
                         &inbound,
                         &statements,
                         (max_prepared > 0).then_some((&mut server.statements, max_prepared)),
@@ -433,9 +438,9 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
                     outbound.rollback_seen = false;
                     inbound.hold_after_next_request(&tracker);
                 } else {
-                    let Some(message) = policy
-                        .and_then(|p| p.tenant_message(tenant.as_ref(), set, server.identity))
-                    else {
+                    let Some(message) = policy.and_then(|p| {
+                        p.tenant_message(tenant.as_ref(), &set.message, server.identity)
+                    }) else {
                         let error = ClientError::fatal(
                             sqlstate::INTERNAL_ERROR,
                             "tenantpool: the signed tenant context needs the backend identity, which is unknown",
@@ -470,7 +475,6 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
 
         // 5. Relay until the transaction is over.
         entry.set_cancel(&pool.target, server.key);
-        let relay_started = Instant::now(); // metrics hook
         let mut relay = Relay {
             client: &mut client,
             inbound: &mut inbound,
@@ -482,7 +486,7 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
             statements: (database.mode != PoolMode::Session && max_prepared > 0)
                 .then_some(&mut statements),
             max_prepared,
-            tenant_set: set_tenant.as_ref(),
+            tenant_set: set_tenant.as_deref().map(|s| &s.message),
         };
         // What arrived while no server was held is framed now that one is.
         let scanned = relay.scan_client();
@@ -543,13 +547,15 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
                     held = None;
                 }
                 pool.stats.transactions.inc();
-                crate::metrics::pool::transaction(pool, relay_started, tenant.as_ref()); // metrics hook
+                let ended = Instant::now();
+                let took = ended.saturating_duration_since(relay_started);
+                crate::metrics::pool::transaction(pool, took, tenant.as_ref()); // metrics hook
                 tracker.reset();
                 if database.mode != PoolMode::Session {
                     if let Some(server) = held.take() {
-                        pool.checkin(server);
+                        pool.checkin_at(server, ended);
                     }
-                    entry.set_state(ClientState::Idle, 0);
+                    entry.set_state(ClientState::Idle, 0, ended);
                 }
             }
             Ok(Outcome::ClientGone) => break,
@@ -597,8 +603,7 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
 /// request allows that (see [`crate::tenant::inline`]).
 fn inline_tenant_set(
     policy: &TenantPolicy,
-    set: &[u8],
-    tenant: Option<&TenantId>,
+    set: &ClientSet,
     inbound: &ClientHalf,
     statements: &ClientStatements,
     server_statements: Option<(&mut ServerStatements, usize)>,
@@ -609,21 +614,25 @@ fn inline_tenant_set(
     }
     // Prepared once per server and tenant where the server's statements are
     // tracked (they are then closed least recently used first, like the clients').
-    let named = server_statements.zip(policy.set_statement_name(tenant));
+    let named = server_statements.zip(set.statement.as_ref());
     let Some(((server, max), name)) = named else {
-        return policy.unsynced_set_message(set);
+        return policy.unsynced_set_message(&set.message);
     };
-    let prepared = server.touch(&name);
-    let mut buf = BytesMut::with_capacity(if prepared { 40 } else { set.len() + 120 });
+    let prepared = server.touch(name);
+    let mut buf = BytesMut::with_capacity(if prepared {
+        40
+    } else {
+        set.message.len() + 120
+    });
     if !prepared {
         // Closed first: a client's SQL PREPARE may have taken the name (closing a
         // name nobody has is no error).
-        buf.extend_from_slice(&close_message(&name));
-        if let Some(evicted) = server.insert(Arc::from(name.as_str()), max) {
+        buf.extend_from_slice(&close_message(name));
+        if let Some(evicted) = server.insert(Arc::clone(name), max) {
             buf.extend_from_slice(&close_message(&evicted));
         }
     }
-    policy.put_unsynced_named_set(&mut buf, &name, set, !prepared);
+    policy.put_unsynced_named_set(&mut buf, name, &set.message, !prepared);
     Some(buf.freeze())
 }
 

@@ -14,19 +14,18 @@ use super::{names, render, Metrics};
 use crate::pool::Pool;
 use crate::tenant::TenantId;
 
-/// Hook (session): a client got a server connection, having asked for it at `since`.
+/// Hook (session): a client got a server connection after waiting `waited`.
 #[inline]
-pub fn waited(pool: &Pool, since: Instant) {
+pub fn waited(pool: &Pool, waited: Duration) {
     if let Some(m) = pool.metrics.get() {
-        m.wait.record(since.elapsed().as_secs_f64());
+        m.wait.record(waited.as_secs_f64());
     }
 }
 
-/// Hook (session): a transaction ended with the server idle; it held the server since `since`.
+/// Hook (session): a transaction ended with the server idle, having held it for `held`.
 #[inline]
-pub fn transaction(pool: &Pool, since: Instant, tenant: Option<&TenantId>) {
+pub fn transaction(pool: &Pool, held: Duration, tenant: Option<&TenantId>) {
     if let Some(m) = pool.metrics.get() {
-        let held = since.elapsed();
         m.transaction.record(held.as_secs_f64());
         if let (Some(top), Some(tenant)) = (&m.tenants, tenant) {
             top.record(tenant.as_arc(), held);

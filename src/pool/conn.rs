@@ -42,6 +42,7 @@ pub struct ServerConn {
     /// Process-unique id, for logs and admin views.
     pub id: u64,
     pub created: Instant,
+    /// When it was last lent or returned.
     pub last_used: Instant,
     slot: Slot,
 }

@@ -262,8 +262,8 @@ impl Pool {
                 } else {
                     take_idle(&mut st.idle, tenant, affinity)
                 };
-                if let Some(conn) = idle {
-                    mark_lent(&mut st, &conn, client);
+                if let Some(mut conn) = idle {
+                    mark_lent(&mut st, &mut conn, client, Instant::now());
                     Next::Idle(conn)
                 } else if !paused && st.open < settings.size {
                     st.open += 1;
@@ -289,15 +289,15 @@ impl Pool {
                     }
                 }
                 Next::Open => {
-                    let conn = self.open(Slot::reserved(self)).await?;
-                    mark_lent(&mut self.lock(), &conn, client);
+                    let mut conn = self.open(Slot::reserved(self)).await?;
+                    mark_lent(&mut self.lock(), &mut conn, client, Instant::now());
                     Ok(conn)
                 }
                 Next::Wait(rx, since) => {
                     // The clock is read only by clients that wait.
                     let deadline = since + settings.query_wait_timeout;
-                    let conn = self.wait(rx, deadline, &settings).await?;
-                    mark_lent(&mut self.lock(), &conn, client);
+                    let mut conn = self.wait(rx, deadline, &settings).await?;
+                    mark_lent(&mut self.lock(), &mut conn, client, Instant::now());
                     Ok(conn)
                 }
             };
@@ -404,8 +404,12 @@ impl Pool {
     }
 
     /// Returns a clean, idle connection: to the longest waiter, or to the idle list.
-    pub fn checkin(&self, mut conn: Box<ServerConn>) {
-        let now = Instant::now();
+    pub fn checkin(&self, conn: Box<ServerConn>) {
+        self.checkin_at(conn, Instant::now());
+    }
+
+    /// [`Self::checkin`] at `now`, a clock the caller has just read.
+    pub fn checkin_at(&self, mut conn: Box<ServerConn>, now: Instant) {
         let settings = self.settings.load();
         let mut st = self.lock();
         let expired = now.duration_since(conn.created) >= settings.lifetime;
@@ -417,7 +421,7 @@ impl Pool {
         }
         conn.last_used = now;
         if let Some(info) = st.servers.get_mut(&conn.id) {
-            info.returned(&conn);
+            info.returned(&conn, now);
         }
         if !self.paused.load(Ordering::Acquire) {
             while let Some(waiter) = st.waiters.pop_for(&conn.tenant) {
@@ -628,9 +632,12 @@ impl Pool {
 }
 
 /// Records that `conn` is lent to `client`.
-fn mark_lent(st: &mut State, conn: &ServerConn, client: u64) {
+/// Also stamps `last_used` with the time it was lent, which the borrower reads
+/// instead of the clock.
+fn mark_lent(st: &mut State, conn: &mut ServerConn, client: u64, at: Instant) {
+    conn.last_used = at;
     if let Some(info) = st.servers.get_mut(&conn.id) {
-        info.lent(client);
+        info.lent(client, at);
     }
 }
 

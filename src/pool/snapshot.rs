@@ -56,16 +56,16 @@ impl ServerInfo {
         }
     }
 
-    pub(super) fn lent(&mut self, client: u64) {
+    pub(super) fn lent(&mut self, client: u64, at: Instant) {
         self.state = ServerState::Active;
         self.client = Some(client);
-        self.since = Instant::now();
+        self.since = at;
     }
 
-    pub(super) fn returned(&mut self, conn: &ServerConn) {
+    pub(super) fn returned(&mut self, conn: &ServerConn, at: Instant) {
         self.state = ServerState::Idle;
         self.client = None;
-        self.since = Instant::now();
+        self.since = at;
         self.tenant = match &conn.tenant {
             ServerTenant::Known(t) => t.clone(),
             ServerTenant::Unknown => None,

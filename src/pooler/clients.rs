@@ -109,12 +109,18 @@ fn now_us() -> u64 {
     epoch().elapsed().as_micros() as u64
 }
 
+fn us_at(at: Instant) -> u64 {
+    at.saturating_duration_since(epoch()).as_micros() as u64
+}
+
 impl ClientEntry {
+    /// Its state changed at `at` (a clock the caller read anyway: a transaction
+    /// reads it twice, not at every change).
     #[inline]
-    pub fn set_state(&self, state: ClientState, server: u64) {
+    pub fn set_state(&self, state: ClientState, server: u64, at: Instant) {
         self.state.store(state as u8, Ordering::Relaxed);
         self.server.store(server, Ordering::Relaxed);
-        self.since_us.store(now_us(), Ordering::Relaxed);
+        self.since_us.store(us_at(at), Ordering::Relaxed);
     }
 
     pub fn state(&self) -> ClientState {

@@ -40,6 +40,14 @@ pub enum TenantError {
 
 /// A tenant-scoped database's rules, built once from its config.
 #[derive(Debug)]
+/// One client's tenant SET: the Query, and the name of the statement it is
+/// prepared as on servers ([`TenantPolicy::set_statement_name`]), so that no
+/// transaction formats either.
+pub struct ClientSet {
+    pub message: Bytes,
+    pub statement: Option<Arc<str>>,
+}
+
 pub struct TenantPolicy {
     source: TenantSource,
     pub setting: SettingName,
@@ -116,6 +124,15 @@ impl TenantPolicy {
             },
             // The tenant comes from the token, once it is verified.
             TenantSource::Jwt => Ok((startup_user, None)),
+        }
+    }
+
+    /// What a client of `tenant` sends to enter it, made once per client (and
+    /// again after a reload changes the policy).
+    pub fn client_set(&self, tenant: Option<&TenantId>) -> ClientSet {
+        ClientSet {
+            message: self.set_message(tenant),
+            statement: self.set_statement_name(tenant).map(Arc::from),
         }
     }
 
