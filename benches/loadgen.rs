@@ -17,6 +17,7 @@
 //! loadgen idle    --addr H:P --user U --db D --password P --count N
 //! loadgen burst   --addr H:P --user U --db D --password P --clients N --pg H:P
 //!                 [--pid PID] [--accounts N]
+//! loadgen relay   --listen H:P --to H:P [--current-thread]
 //! loadgen sockets PORT
 //! loadgen pglog   FILE...
 //! loadgen report  RESULTS [--markdown]
@@ -25,6 +26,11 @@
 //! Every measuring command prints one line of `key=value` fields. `--pid` adds
 //! the pooler's CPU and RSS; `--pg-pid` (the postmaster) adds PostgreSQL's CPU,
 //! backends included, to say which side a cost falls on.
+//!
+//! `relay` is not a pooler: it copies bytes between each client and a server
+//! connection of its own, with tokio and nothing else. Run as an extra target
+//! (`benches/hooks/tokio-floor.sh`) it shows what the runtime alone costs per
+//! transaction, the floor under any tokio pooler's relay path.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -49,11 +55,18 @@ fn main() {
         .collect();
     let Some(cmd) = args.first().cloned() else {
         eprintln!(
-            "usage: loadgen load|idle|burst|sockets|pglog|report ... (see benches/loadgen.rs)"
+            "usage: loadgen load|idle|burst|relay|sockets|pglog|report ... (see benches/loadgen.rs)"
         );
         std::process::exit(2);
     };
     let opts = Opts::parse(&args[1..]);
+    if cmd == "relay" {
+        if let Err(e) = relay(&opts) {
+            eprintln!("loadgen relay: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let threads = opts.num("threads", 1) as usize;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
@@ -760,6 +773,46 @@ async fn load(o: &Opts) -> Result<()> {
 
 /// `idle`: opens `--count` logged-in connections and holds them, idle, until
 /// SIGTERM or SIGINT. Prints `ready opened=N ...` once they are all open.
+/// A byte relay with no pooling and no protocol: one server connection per
+/// client, `copy_bidirectional` between them. The runtime is tokio's default
+/// (a worker per CPU) or, with `--current-thread`, one thread.
+fn relay(o: &Opts) -> Result<()> {
+    let listen = o.get("listen")?;
+    let to = o.get("to")?;
+    let rt = if o.flag("current-thread") {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    }
+    .enable_all()
+    .build()
+    .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .map_err(|e| format!("bind {listen}: {e}"))?;
+        // The accept loop runs on a worker, as tenantpool's does.
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    continue;
+                };
+                let to = to.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(&to).await else {
+                        return;
+                    };
+                    let _ = client.set_nodelay(true);
+                    let _ = server.set_nodelay(true);
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                });
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())
+    })
+}
+
 async fn idle(o: &Opts) -> Result<()> {
     let login = Arc::new(o.login()?);
     let count = o.num("count", 10_000) as usize;
