@@ -370,8 +370,8 @@ run_pgbench() { # cell target-spec round pgbench-args...
     secs=0
     [ -n "$tps" ] && [ -n "$txns" ] && secs=$(awk -v n="$txns" -v t="$tps" 'BEGIN { if (t > 0) printf "%.3f", n / t; else print 0 }')
     record kind=tps "cell=$cell" "target=$T_NAME" "round=$round" "txns=${txns:-0}" "seconds=$secs" \
-        "tps=${tps:-0}" "mean_us=$(field mean_us "$lat")" "p99_us=$(field p99_us "$lat")" \
-        "cpu_us=$cpu" "rss_kb=$(rss_kb "$T_PID")" "errors=$failed"
+        "tps=${tps:-0}" "mean_us=$(field mean_us "$lat")" "p50_us=$(field p50_us "$lat")" \
+        "p99_us=$(field p99_us "$lat")" "cpu_us=$cpu" "rss_kb=$(rss_kb "$T_PID")" "errors=$failed"
     printf '   %-12s %9.0f tps  p99 %6.2f ms  %s\n' "$T_NAME" "${tps:-0}" \
         "$(awk -v v="$(field p99_us "$lat")" 'BEGIN { print (v + 0) / 1000 }')" \
         "$([ -n "$cpu" ] && [ "${txns:-0}" -gt 0 ] && awk -v c="$cpu" -v n="$txns" 'BEGIN { printf "%.1f µs CPU/txn", c / n }')"
