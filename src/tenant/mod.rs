@@ -38,8 +38,6 @@ pub enum TenantError {
     Invalid { shown: String, pattern: String },
 }
 
-/// A tenant-scoped database's rules, built once from its config.
-#[derive(Debug)]
 /// One client's tenant SET: the Query, and the name of the statement it is
 /// prepared as on servers ([`TenantPolicy::set_statement_name`]), so that no
 /// transaction formats either.
@@ -48,6 +46,8 @@ pub struct ClientSet {
     pub statement: Option<Arc<str>>,
 }
 
+/// A tenant-scoped database's rules, built once from its config.
+#[derive(Debug)]
 pub struct TenantPolicy {
     source: TenantSource,
     pub setting: SettingName,
