@@ -248,11 +248,10 @@ impl Tracker {
 
     /// Accounts for one server message with `tag` (and, for ReadyForQuery, its status).
     pub fn on_message(&mut self, tag: u8, status: u8) -> Disposition {
-        let front = self.owed.front().map(|e| (&e.owed, e.failure.clone()));
-        let (answer, swallow) = match front {
-            Some((Owed::Relay(a), _)) => (Some(*a), false),
-            Some((Owed::Swallow(a), _)) => (Some(*a), true),
-            Some((Owed::Synthetic(_), _)) | None => (None, false),
+        let (answer, swallow) = match self.owed.front().map(|e| &e.owed) {
+            Some(Owed::Relay(a)) => (Some(*a), false),
+            Some(Owed::Swallow(a)) => (Some(*a), true),
+            Some(Owed::Synthetic(_)) | None => (None, false),
         };
         let mut d = Disposition::default();
         match tag {
