@@ -105,12 +105,13 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
-fn now_us() -> u64 {
-    epoch().elapsed().as_micros() as u64
-}
-
+/// Microseconds from the registry's epoch to `at` (0 before it).
 fn us_at(at: Instant) -> u64 {
     at.saturating_duration_since(epoch()).as_micros() as u64
+}
+
+fn now_us() -> u64 {
+    us_at(Instant::now())
 }
 
 impl ClientEntry {
