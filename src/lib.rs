@@ -15,6 +15,7 @@
 //! - [`sql`]: the cheap first look at client SQL text (words, not tokens);
 //! - [`auth`]: SCRAM-SHA-256 and md5 verification of clients;
 //! - [`config`]: the TOML schema; [`pooler`]: the running whole;
+//! - [`logging`]: log lines (text or JSON) on stderr;
 //! - [`metrics`]: the Prometheus endpoint (`/metrics`, `/healthz`, `/readyz`);
 //! - [`tls`]: TLS towards clients (certificate reload) and towards servers (`sslmode`);
 //! - [`pgcluster`]: a throwaway PostgreSQL for the demo and tests.
@@ -25,6 +26,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod pgcluster;

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tenantpool::config::LogFormat;
 use tenantpool::{Config, Pooler};
-use tracing_subscriber::EnvFilter;
 
 // jemalloc, for memory per connected client more than for speed (though it
 // also costs less CPU per transaction here). tokio aligns each task and each
@@ -48,21 +47,6 @@ enum Command {
     },
 }
 
-/// Logs to stderr: `RUST_LOG` if set, else the configured level; text or JSON.
-fn init_logging(level: &str, format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    // Colours only for a terminal: a log file or collector must not get escape codes.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
 
@@ -85,7 +69,7 @@ fn main() -> ExitCode {
             }
         }
         Some(Command::Demo { port }) => {
-            init_logging("info", LogFormat::Text);
+            tenantpool::logging::init("info", LogFormat::Text);
             let rt = match runtime(None) {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
@@ -108,7 +92,7 @@ fn main() -> ExitCode {
                 println!("{}: configuration is valid", path.display());
                 return ExitCode::SUCCESS;
             }
-            init_logging(&config.pooler.log_level, config.pooler.log_format);
+            tenantpool::logging::init(&config.pooler.log_level, config.pooler.log_format);
             let rt = match runtime(config.pooler.worker_threads) {
                 Ok(rt) => rt,
                 Err(e) => return fail(e),
