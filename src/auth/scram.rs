@@ -11,6 +11,7 @@
 //! and `y,,` are accepted. As in PostgreSQL, the username in the
 //! client-first-message is ignored: the user came from the startup packet.
 
+use std::fmt::Write;
 use std::mem;
 
 use base64::engine::general_purpose::STANDARD;
@@ -46,10 +47,11 @@ enum State {
     Continue {
         /// base64 of the gs2 header, which the client must echo in `c=`.
         cbind: String,
-        /// Client nonce followed by server nonce.
-        nonce: String,
         client_first_bare: String,
         server_first: String,
+        /// Where the nonce (client's then server's) ends in `server_first`;
+        /// it starts after `r=`.
+        nonce_end: usize,
     },
     /// Finished, successfully or not; any further message is out of order.
     Done,
@@ -91,16 +93,20 @@ impl ScramExchange {
         let (gs2_header, bare) = split_gs2_header(msg)?;
         let client_nonce = parse_client_first_bare(bare)?;
 
-        let nonce = format!("{client_nonce}{}", self.server_nonce());
-        let server_first = format!(
-            "r={nonce},s={},i={}",
-            STANDARD.encode(&self.verifier.salt),
-            self.verifier.iterations
-        );
-        let reply = server_first.clone().into_bytes();
+        // r=<client nonce><server nonce>,s=<salt>,i=<iterations>, built in place:
+        // this runs for every login.
+        let mut server_first = String::with_capacity(client_nonce.len() + 80);
+        server_first.push_str("r=");
+        server_first.push_str(client_nonce);
+        self.push_server_nonce(&mut server_first);
+        let nonce_end = server_first.len();
+        server_first.push_str(",s=");
+        STANDARD.encode_string(&self.verifier.salt, &mut server_first);
+        let _ = write!(server_first, ",i={}", self.verifier.iterations);
+        let reply = server_first.as_bytes().to_vec();
         self.state = State::Continue {
             cbind: STANDARD.encode(gs2_header),
-            nonce,
+            nonce_end,
             client_first_bare: bare.to_owned(),
             server_first,
         };
@@ -113,9 +119,9 @@ impl ScramExchange {
     pub fn client_final(&mut self, data: &[u8]) -> Result<Vec<u8>, AuthError> {
         let State::Continue {
             cbind,
-            nonce,
             client_first_bare,
             server_first,
+            nonce_end,
         } = mem::replace(&mut self.state, State::Done)
         else {
             return Err(AuthError::Malformed("unexpected client-final-message"));
@@ -131,7 +137,7 @@ impl ScramExchange {
                 "channel binding data does not match the gs2 header",
             ));
         }
-        if attr_value(fields.next(), 'r', "expected nonce")? != nonce {
+        if attr_value(fields.next(), 'r', "expected nonce")? != &server_first[2..nonce_end] {
             return Err(AuthError::Malformed("nonce does not match"));
         }
         // Extensions may come before the proof, which must be last.
@@ -146,10 +152,11 @@ impl ScramExchange {
         if fields.next().is_some() {
             return Err(AuthError::Malformed("data after the proof"));
         }
+        let mut decoded = [0u8; 33]; // base64 of 32 bytes may decode to an estimate of 33
         let proof: [u8; 32] = attr_value(Some(proof_field), 'p', "missing proof")
             .ok()
-            .and_then(|p| STANDARD.decode(p).ok())
-            .and_then(|p| p.try_into().ok())
+            .and_then(|p| STANDARD.decode_slice(p, &mut decoded).ok())
+            .and_then(|n| decoded[..n].try_into().ok())
             .ok_or(AuthError::Malformed("invalid proof"))?;
         // `proof_field` is the last field, so this drops ",p=...".
         let without_proof = msg
@@ -157,7 +164,14 @@ impl ScramExchange {
             .and_then(|m| m.strip_suffix(','))
             .ok_or(AuthError::Malformed("missing proof"))?;
 
-        let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
+        // AuthMessage = client-first-bare "," server-first "," client-final-without-proof
+        let auth_message = [
+            client_first_bare.as_bytes(),
+            b",",
+            server_first.as_bytes(),
+            b",",
+            without_proof.as_bytes(),
+        ];
         let client_signature = hmac(&self.verifier.stored_key, &auth_message);
         let mut client_key = proof;
         for (k, s) in client_key.iter_mut().zip(client_signature) {
@@ -171,18 +185,23 @@ impl ScramExchange {
             return Err(AuthError::Failed);
         }
         let server_signature = hmac(&self.verifier.server_key, &auth_message);
-        Ok(format!("v={}", STANDARD.encode(server_signature)).into_bytes())
+        let mut reply = String::with_capacity(46);
+        reply.push_str("v=");
+        STANDARD.encode_string(server_signature, &mut reply);
+        Ok(reply.into_bytes())
     }
 
-    fn server_nonce(&self) -> String {
+    /// Appends the server's part of the nonce: random bytes, base64.
+    fn push_server_nonce(&self, out: &mut String) {
         #[cfg(test)]
         if let Some(n) = &self.fixed_server_nonce {
-            return n.clone();
+            out.push_str(n);
+            return;
         }
         let mut raw = [0u8; SERVER_NONCE_LEN];
         // ThreadRng is a CSPRNG seeded from the OS.
         rand::fill(&mut raw[..]);
-        STANDARD.encode(raw)
+        STANDARD.encode_string(raw, out);
     }
 }
 
@@ -266,9 +285,12 @@ fn attr_name(field: &str) -> Result<char, AuthError> {
     }
 }
 
-fn hmac(key: &[u8], data: &str) -> [u8; 32] {
+/// HMAC-SHA-256 of the concatenated `parts`.
+fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     let mut mac =
         <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC accepts keys of any length");
-    mac.update(data.as_bytes());
+    for part in parts {
+        mac.update(part);
+    }
     mac.finalize().into_bytes().into()
 }

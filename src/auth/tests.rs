@@ -223,6 +223,8 @@ fn malformed_client_final() {
     let swapped = format!("r={nonce},c=biws,p={proof}");
     let bad_b64 = format!("{head},p=!!!!{}", &proof[4..]);
     let short_proof = format!("{head},p=c2hvcnQ=");
+    let long_proof = format!("{head},p={}", STANDARD.encode([7u8; 33]));
+    let longer_proof = format!("{head},p={}", STANDARD.encode([7u8; 64]));
     let trailing = format!("{last},x=1");
     let trailing_comma = format!("{last},");
     let empty_proof = format!("{head},p=");
@@ -239,6 +241,8 @@ fn malformed_client_final() {
         swapped.as_bytes(),
         bad_b64.as_bytes(),
         short_proof.as_bytes(),
+        long_proof.as_bytes(),
+        longer_proof.as_bytes(),
         trailing.as_bytes(),
         trailing_comma.as_bytes(),
         empty_proof.as_bytes(),
