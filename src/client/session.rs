@@ -296,6 +296,7 @@ async fn step(s: &mut Session, wake: Wake) -> bool {
                 Some(wake) => wake,
                 // Between transactions: back to the idle wait, holding no buffer.
                 None if inbound.buf.is_empty() => {
+                    inbound.release_buffer();
                     s.client = client;
                     s.held = held;
                     s.statements = (!statements.is_empty()).then(|| Box::new(statements));

@@ -25,6 +25,7 @@ pub(super) const READ_CHUNK: usize = 8 * 1024;
 /// Most bytes of a Bind/Describe/Close held to read the statement and portal names.
 const NAMES_LIMIT: usize = 4096;
 
+pub(crate) mod spare;
 mod statements;
 
 /// The client-to-server direction. Owned by the client session so it survives
@@ -99,10 +100,17 @@ impl ClientHalf {
         !self.terminated && self.buf.len() < HIGH_WATER.max(self.need)
     }
 
-    /// Makes room for a read.
+    /// Makes room for a read (the first one of a transaction takes a buffer
+    /// this thread kept, if it has one).
     #[inline]
     pub fn reserve(&mut self) {
         if self.buf.capacity() - self.buf.len() < READ_CHUNK {
+            if self.buf.capacity() == 0 {
+                if let Some(spare) = spare::take() {
+                    self.buf = spare;
+                    return;
+                }
+            }
             self.buf.reserve(READ_CHUNK);
         }
     }
@@ -196,10 +204,11 @@ impl ClientHalf {
         self.prefix = bytes;
     }
 
-    /// Drops the buffer's memory when nothing is in it, so idle clients hold none.
-    pub fn shrink_if_idle(&mut self) {
+    /// Gives the buffer up when nothing is in it, so idle clients hold none;
+    /// the thread keeps it for another transaction (see [`spare`]).
+    pub fn release_buffer(&mut self) {
         if self.is_drained() && self.buf.capacity() > 0 {
-            self.buf = BytesMut::new();
+            spare::give(std::mem::take(&mut self.buf));
         }
     }
 
