@@ -479,7 +479,7 @@ for round in $(seq "$ROUNDS"); do
     echo "== round $round of $ROUNDS"
     # Each round starts one target later, so none always runs first, or always
     # right after direct PostgreSQL (whose -C cells leave backends exiting as
-    # the next target starts: that one measured ~10% more CPU per connection).
+    # the next target starts: that one measured 6-11% more CPU per connection).
     k=$(((round - 1) % ${#TARGETS[@]}))
     ORDER=("${TARGETS[@]:k}" "${TARGETS[@]:0:k}")
     if want 1; then

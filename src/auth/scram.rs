@@ -152,7 +152,8 @@ impl ScramExchange {
         if fields.next().is_some() {
             return Err(AuthError::Malformed("data after the proof"));
         }
-        let mut decoded = [0u8; 33]; // base64 of 32 bytes may decode to an estimate of 33
+        // decode_slice wants room for its estimate: 33 bytes for the 44 characters of 32.
+        let mut decoded = [0u8; 33];
         let proof: [u8; 32] = attr_value(Some(proof_field), 'p', "missing proof")
             .ok()
             .and_then(|p| STANDARD.decode_slice(p, &mut decoded).ok())
