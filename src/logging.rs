@@ -86,21 +86,26 @@ impl Visitor<'_> {
     ) {
         let name = field.name();
         // Metadata of events from the `log` crate, already shown as the target.
-        if self.result.is_err() || name.starts_with("log.") {
-            return;
+        if self.result.is_ok() && !name.starts_with("log.") {
+            self.result = self.write_field(name, write);
         }
-        self.result = (|| {
-            if !self.first {
-                self.out.write_char(' ')?;
-            }
-            self.first = false;
-            if name != "message" {
-                self.out
-                    .write_str(name.strip_prefix("r#").unwrap_or(name))?;
-                self.out.write_char('=')?;
-            }
-            write(&mut Escaped(&mut self.out))
-        })();
+    }
+
+    fn write_field(
+        &mut self,
+        name: &str,
+        write: impl FnOnce(&mut Escaped<'_, Writer<'_>>) -> fmt::Result,
+    ) -> fmt::Result {
+        if !self.first {
+            self.out.write_char(' ')?;
+        }
+        self.first = false;
+        if name != "message" {
+            self.out
+                .write_str(name.strip_prefix("r#").unwrap_or(name))?;
+            self.out.write_char('=')?;
+        }
+        write(&mut Escaped(&mut self.out))
     }
 }
 

@@ -25,7 +25,7 @@ pub(super) const READ_CHUNK: usize = 8 * 1024;
 /// Most bytes of a Bind/Describe/Close held to read the statement and portal names.
 const NAMES_LIMIT: usize = 4096;
 
-pub(crate) mod spare;
+mod spare;
 mod statements;
 
 /// The client-to-server direction. Owned by the client session so it survives
@@ -205,7 +205,7 @@ impl ClientHalf {
     }
 
     /// Gives the buffer up when nothing is in it, so idle clients hold none;
-    /// the thread keeps it for another transaction (see [`spare`]).
+    /// the thread keeps it for another transaction (see `spare.rs`).
     pub fn release_buffer(&mut self) {
         if self.is_drained() && self.buf.capacity() > 0 {
             spare::give(std::mem::take(&mut self.buf));
