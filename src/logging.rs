@@ -113,6 +113,18 @@ impl Visit for Visitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
             self.field(field, |w| w.write_str(value));
+        } else if value
+            .bytes()
+            .all(|b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\')
+        {
+            // What `{:?}` writes for printable ASCII without quotes or
+            // backslashes, without its per-character escaping (the login line's
+            // tenant and outcome, one per connection).
+            self.field(field, |w| {
+                w.0.write_char('"')?;
+                w.0.write_str(value)?;
+                w.0.write_char('"')
+            });
         } else {
             // `{:?}` quotes the string and escapes what it must itself.
             self.field(field, |w| w.0.write_fmt(format_args!("{value:?}")));
@@ -219,6 +231,25 @@ mod tests {
         assert!(out.contains("refused: bad\\r\\u{1b}[31m"), "{out}");
         assert!(out.contains("user=eve\\n2026-01-01"), "{out}");
         assert!(out.contains("detail=\"eve\\n2026-01-01"), "{out}");
+    }
+
+    #[test]
+    fn str_fields_are_written_as_debug_writes_them() {
+        for value in [
+            "ok",
+            "acme-1_2 x.y",
+            "",
+            "it's",
+            "say \"hi\"",
+            "back\\slash",
+            "tab\there",
+            "caf\u{e9}",
+            "\u{301}accent",
+            "~`!@#$%^&*()",
+        ] {
+            let out = logged(|| tracing::info!(v = value, "m"));
+            assert_eq!(out, format!(" INFO m v={value:?}\n"), "{value:?}");
+        }
     }
 
     #[test]

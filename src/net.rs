@@ -23,6 +23,31 @@ pub enum Peer {
 impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // In one piece: std writes an IPv4 address and port in nine, each
+            // through the log line's escaping writer (one line per connection).
+            Peer::Tcp(SocketAddr::V4(addr)) => {
+                let mut buf = [0u8; 21]; // "255.255.255.255:65535"
+                let mut n = 0;
+                let mut digits = itoa::Buffer::new();
+                let mut put = |s: &str| {
+                    buf[n..n + s.len()].copy_from_slice(s.as_bytes());
+                    n += s.len();
+                };
+                for (k, octet) in addr.ip().octets().into_iter().enumerate() {
+                    if k > 0 {
+                        put(".");
+                    }
+                    put(digits.format(octet));
+                }
+                put(":");
+                put(digits.format(addr.port()));
+                let text = std::str::from_utf8(&buf[..n]).expect("ASCII digits and dots");
+                if f.width().is_none() && f.precision().is_none() {
+                    f.write_str(text)
+                } else {
+                    f.pad(text)
+                }
+            }
             Peer::Tcp(addr) => addr.fmt(f),
             Peer::Unix => f.write_str("unix"),
             Peer::Unknown => f.write_str("?"),
@@ -245,5 +270,30 @@ impl AsyncWrite for Stream {
             Stream::ServerTls(s) => Pin::new(&mut **s).poll_shutdown(cx),
             Stream::Closed => Poll::Ready(Ok(())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_shows_as_std_shows_its_address() {
+        for addr in [
+            "127.0.0.1:5432",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "10.20.3.104:9",
+            "[::1]:6432",
+            "[fe80::1%2]:1",
+        ] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            let peer = Peer::Tcp(addr);
+            assert_eq!(peer.to_string(), addr.to_string());
+            assert_eq!(format!("{peer:>24}"), format!("{addr:>24}"));
+            assert_eq!(format!("{peer:.7}"), format!("{addr:.7}"));
+        }
+        assert_eq!(Peer::Unix.to_string(), "unix");
+        assert_eq!(Peer::Unknown.to_string(), "?");
     }
 }

@@ -174,7 +174,12 @@ impl ClientParams {
 
     /// What the client asked for, if it named `setting`.
     pub fn value_of(&self, setting: &str) -> Option<&str> {
-        self.tracked.index(setting).and_then(|i| self.get(i))
+        // Through the few names the client gave, not every tracked one: the
+        // greeting asks this of each setting the server reports.
+        self.values
+            .iter()
+            .find(|(i, _)| self.tracked.names[*i].eq_ignore_ascii_case(setting))
+            .map(|(_, v)| &**v)
     }
 
     /// A value the server reported or was read back while this client held it:
