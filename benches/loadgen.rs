@@ -55,14 +55,15 @@ fn main() {
         .collect();
     let Some(cmd) = args.first().cloned() else {
         eprintln!(
-            "usage: loadgen load|idle|burst|relay|sockets|pglog|report ... (see benches/loadgen.rs)"
+            "usage: loadgen load|idle|burst|relay|floor|sockets|pglog|report ... (see benches/loadgen.rs)"
         );
         std::process::exit(2);
     };
     let opts = Opts::parse(&args[1..]);
-    if cmd == "relay" {
-        if let Err(e) = relay(&opts) {
-            eprintln!("loadgen relay: {e}");
+    if cmd == "relay" || cmd == "floor" {
+        let run = if cmd == "relay" { relay } else { floor };
+        if let Err(e) = run(&opts) {
+            eprintln!("loadgen {cmd}: {e}");
             std::process::exit(1);
         }
         return;
@@ -771,22 +772,26 @@ async fn load(o: &Opts) -> Result<()> {
     Ok(())
 }
 
-/// `idle`: opens `--count` logged-in connections and holds them, idle, until
-/// SIGTERM or SIGINT. Prints `ready opened=N ...` once they are all open.
-/// A byte relay with no pooling and no protocol: one server connection per
-/// client, `copy_bidirectional` between them. The runtime is tokio's default
-/// (a worker per CPU) or, with `--current-thread`, one thread.
-fn relay(o: &Opts) -> Result<()> {
-    let listen = o.get("listen")?;
-    let to = o.get("to")?;
-    let rt = if o.flag("current-thread") {
+/// tokio's default runtime (a worker per CPU) or, with `--current-thread`, one
+/// thread: for the programs that stand in for a pooler (`relay`, `floor`).
+fn server_runtime(o: &Opts) -> Result<tokio::runtime::Runtime> {
+    if o.flag("current-thread") {
         tokio::runtime::Builder::new_current_thread()
     } else {
         tokio::runtime::Builder::new_multi_thread()
     }
     .enable_all()
     .build()
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string())
+}
+
+/// A byte relay with no pooling and no protocol: one server connection per
+/// client, `copy_bidirectional` between them. The runtime is tokio's default
+/// (a worker per CPU) or, with `--current-thread`, one thread.
+fn relay(o: &Opts) -> Result<()> {
+    let listen = o.get("listen")?;
+    let to = o.get("to")?;
+    let rt = server_runtime(o)?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
@@ -813,6 +818,182 @@ fn relay(o: &Opts) -> Result<()> {
     })
 }
 
+/// The least a tokio transaction pooler can do for a client that connects, runs
+/// one simple query and leaves: a floor under tenantpool's connect+transaction
+/// CPU, for the cpu-split comparison (benches/hooks/connect-floor.sh). Accept;
+/// read the startup packet; md5 against `--password` (whatever the user name);
+/// greet with the ParameterStatus set PostgreSQL 15 sends; then for each Query
+/// take a server connection from a shared stack of `--pool` (opened at start),
+/// write the Query, relay until ReadyForQuery, put the connection back. Nothing
+/// else: no timeouts, no logging, no metrics, no error handling beyond closing.
+fn floor(o: &Opts) -> Result<()> {
+    let listen = o.get("listen")?;
+    let login = o.login()?;
+    let pool = o.num("pool", 4) as usize;
+    let rt = server_runtime(o)?;
+    rt.block_on(async move {
+        let mut servers = Vec::with_capacity(pool);
+        for _ in 0..pool {
+            servers.push(Conn::connect(&login, &login.user).await?.stream);
+        }
+        let servers = Arc::new(Mutex::new(servers));
+        let ready = Arc::new(tokio::sync::Semaphore::new(pool));
+        let password = Arc::new(login.password);
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .map_err(|e| format!("bind {listen}: {e}"))?;
+        tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (servers, ready, password) = (
+                    Arc::clone(&servers),
+                    Arc::clone(&ready),
+                    Arc::clone(&password),
+                );
+                tokio::spawn(async move {
+                    let _ = floor_client(client, &servers, &ready, &password).await;
+                });
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())
+    })
+}
+
+type ServerStack = Mutex<Vec<TcpStream>>;
+
+async fn floor_client(
+    client: TcpStream,
+    servers: &ServerStack,
+    ready: &tokio::sync::Semaphore,
+    password: &str,
+) -> Result<()> {
+    client.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut c = Conn {
+        stream: client,
+        buf: BytesMut::with_capacity(8192),
+        out: BytesMut::with_capacity(512),
+    };
+    // Startup: length-prefixed, no tag; SSLRequest and GSSENCRequest get 'N'.
+    let startup = loop {
+        let whole = |b: &BytesMut| {
+            b.len() >= 4 && b.len() >= u32::from_be_bytes(b[..4].try_into().unwrap()) as usize
+        };
+        while !whole(&c.buf) {
+            if c.stream
+                .read_buf(&mut c.buf)
+                .await
+                .map_err(|e| e.to_string())?
+                == 0
+            {
+                return Ok(());
+            }
+        }
+        let len = u32::from_be_bytes(c.buf[..4].try_into().unwrap()) as usize;
+        let packet = c.buf.split_to(len);
+        if len == 8 && packet[4..8] != [0, 3, 0, 0] {
+            c.out.put_u8(b'N');
+            c.flush().await?;
+            continue;
+        }
+        break packet;
+    };
+    let user = startup[8..]
+        .split(|&b| b == 0)
+        .collect::<Vec<_>>()
+        .chunks(2)
+        .find(|kv| kv[0] == b"user")
+        .map(|kv| String::from_utf8_lossy(kv[1]).into_owned())
+        .unwrap_or_default();
+    // md5 as tenantpool checks it, with the password it would have stored.
+    let stored = tenantpool::auth::md5::hash_password(password, &user);
+    let salt = (random_u64() as u32).to_be_bytes();
+    c.message(b'R', &[&5i32.to_be_bytes()[..], &salt].concat());
+    c.flush().await?;
+    let (b'p', answer) = c.next_message().await? else {
+        return Ok(());
+    };
+    if !tenantpool::auth::md5::verify(&stored, salt, &answer) {
+        return Ok(());
+    }
+    c.message(b'R', &0i32.to_be_bytes());
+    for (k, v) in [
+        ("application_name", "pgbench"),
+        ("client_encoding", "UTF8"),
+        ("DateStyle", "ISO, MDY"),
+        ("default_transaction_read_only", "off"),
+        ("in_hot_standby", "off"),
+        ("integer_datetimes", "on"),
+        ("IntervalStyle", "postgres"),
+        ("is_superuser", "off"),
+        ("server_encoding", "UTF8"),
+        ("server_version", "15.18"),
+        ("session_authorization", "bench"),
+        ("standard_conforming_strings", "on"),
+        ("TimeZone", "UTC"),
+    ] {
+        c.message(b'S', &[k.as_bytes(), b"\0", v.as_bytes(), b"\0"].concat());
+    }
+    c.message(
+        b'K',
+        &[1i32.to_be_bytes(), (random_u64() as i32).to_be_bytes()].concat(),
+    );
+    c.message(b'Z', b"I");
+    c.flush().await?;
+    loop {
+        let (b'Q', body) = c.next_message().await? else {
+            return Ok(()); // Terminate, or anything this floor does not do
+        };
+        let permit = ready.acquire().await.expect("never closed");
+        let server = servers
+            .lock()
+            .unwrap()
+            .pop()
+            .expect("a permit means one is there");
+        let mut s = Conn {
+            stream: server,
+            buf: BytesMut::with_capacity(8192),
+            out: std::mem::take(&mut c.out),
+        };
+        s.message(b'Q', &body);
+        s.flush().await?;
+        // Relay whole reads; stop after the read that holds ReadyForQuery.
+        'relay: loop {
+            if s.stream
+                .read_buf(&mut s.buf)
+                .await
+                .map_err(|e| e.to_string())?
+                == 0
+            {
+                return Ok(());
+            }
+            let mut at = 0;
+            while s.buf.len() >= at + 5 {
+                let len = u32::from_be_bytes(s.buf[at + 1..at + 5].try_into().unwrap()) as usize;
+                if s.buf.len() < at + 1 + len {
+                    break;
+                }
+                let tag = s.buf[at];
+                at += 1 + len;
+                if tag == b'Z' {
+                    break 'relay;
+                }
+            }
+        }
+        c.stream
+            .write_all(&s.buf)
+            .await
+            .map_err(|e| e.to_string())?;
+        c.out = s.out;
+        servers.lock().unwrap().push(s.stream);
+        drop(permit);
+    }
+}
+
+/// `idle`: opens `--count` logged-in connections and holds them, idle, until
+/// SIGTERM or SIGINT. Prints `ready opened=N ...` once they are all open.
 async fn idle(o: &Opts) -> Result<()> {
     let login = Arc::new(o.login()?);
     let count = o.num("count", 10_000) as usize;

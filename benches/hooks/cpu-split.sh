@@ -34,6 +34,9 @@ split_cell() { # label name port pid pgbench-args...
             l, n, t, u * 1e6 / hz / t, s * 1e6 / hz / t, (u + s) * 1e6 / hz / t, c / t, lat }'
 }
 
+# Sourced with --functions-only (by connect-floor.sh): split_cell alone.
+[ "${1:-}" = --functions-only ] && return 0
+
 for round in $(seq "${SPLIT_ROUNDS:-3}"); do
     for cell in "S c=1:-S -M simple -c 1 -j 1" "S c=64:-S -M simple -c 64 -j 2" "C c=8:-C -S -M simple -c 8 -j 2"; do
         for t in "${TARGETS[@]}" "${EXTRA_TARGETS[@]}"; do
