@@ -2,7 +2,7 @@
 # each pooler's CPU goes: user and kernel time per transaction (utime and stime
 # from /proc/PID/stat) and thread switches per transaction (voluntary and
 # involuntary, summed over /proc/PID/task/*/status), and pgbench's mean
-# latency, for select-only at 1 and 64 clients and for connect-per-transaction
+# latency, for select-only at 1, 16 and 64 clients and for connect-per-transaction
 # (-C) at 8. Targets are interleaved cell by cell, SPLIT_ROUNDS rounds
 # (default 3) of SPLIT_SECONDS (default 5).
 # Then it exits; load.sh stops what it started.
@@ -38,7 +38,7 @@ split_cell() { # label name port pid pgbench-args...
 [ "${1:-}" = --functions-only ] && return 0
 
 for round in $(seq "${SPLIT_ROUNDS:-3}"); do
-    for cell in "S c=1:-S -M simple -c 1 -j 1" "S c=64:-S -M simple -c 64 -j 2" "C c=8:-C -S -M simple -c 8 -j 2"; do
+    for cell in "S c=1:-S -M simple -c 1 -j 1" "S c=16:-S -M simple -c 16 -j 2" "S c=64:-S -M simple -c 64 -j 2" "C c=8:-C -S -M simple -c 8 -j 2"; do
         for t in "${TARGETS[@]}" "${EXTRA_TARGETS[@]}"; do
             IFS=: read -r _ port pid <<<"${t#*=}"
             [ -n "$pid" ] || continue # direct PostgreSQL: no pooler process
