@@ -283,6 +283,16 @@ impl Conn {
         Ok(())
     }
 
+    /// Reads what the socket has onto `buf`; false at end of stream.
+    async fn read_more(&mut self) -> Result<bool> {
+        let n = self
+            .stream
+            .read_buf(&mut self.buf)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        Ok(n > 0)
+    }
+
     async fn next_message(&mut self) -> Result<(u8, BytesMut)> {
         loop {
             if self.buf.len() >= 5 {
@@ -295,12 +305,7 @@ impl Conn {
                 }
                 self.buf.reserve(len + 1 - self.buf.len());
             }
-            let n = self
-                .stream
-                .read_buf(&mut self.buf)
-                .await
-                .map_err(|e| format!("read: {e}"))?;
-            if n == 0 {
+            if !self.read_more().await? {
                 return Err(match self.buf.first() {
                     Some(b'E') => "connection closed after an error".into(),
                     _ => "connection closed by the server".into(),
@@ -882,12 +887,7 @@ async fn floor_client(
             b.len() >= 4 && b.len() >= u32::from_be_bytes(b[..4].try_into().unwrap()) as usize
         };
         while !whole(&c.buf) {
-            if c.stream
-                .read_buf(&mut c.buf)
-                .await
-                .map_err(|e| e.to_string())?
-                == 0
-            {
+            if !c.read_more().await? {
                 return Ok(());
             }
         }
@@ -961,12 +961,7 @@ async fn floor_client(
         s.flush().await?;
         // Relay whole reads; stop after the read that holds ReadyForQuery.
         'relay: loop {
-            if s.stream
-                .read_buf(&mut s.buf)
-                .await
-                .map_err(|e| e.to_string())?
-                == 0
-            {
+            if !s.read_more().await? {
                 return Ok(());
             }
             let mut at = 0;

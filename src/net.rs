@@ -41,12 +41,8 @@ impl fmt::Display for Peer {
                 }
                 put(":");
                 put(digits.format(addr.port()));
-                let text = std::str::from_utf8(&buf[..n]).expect("ASCII digits and dots");
-                if f.width().is_none() && f.precision().is_none() {
-                    f.write_str(text)
-                } else {
-                    f.pad(text)
-                }
+                // `pad` honours width and precision, as std's Display does.
+                f.pad(std::str::from_utf8(&buf[..n]).expect("ASCII digits and dots"))
             }
             Peer::Tcp(addr) => addr.fmt(f),
             Peer::Unix => f.write_str("unix"),

@@ -453,6 +453,10 @@ impl Conn {
         self.client.query_typed_one(sql, &[]).await.unwrap().get(0)
     }
 
+    async fn one_i64(&self, sql: &str) -> i64 {
+        self.client.query_typed_one(sql, &[]).await.unwrap().get(0)
+    }
+
     async fn one_string(&self, sql: &str) -> String {
         self.client.query_typed_one(sql, &[]).await.unwrap().get(0)
     }
@@ -1360,24 +1364,20 @@ async fn one_worker_thread_serves_clients_side_by_side_and_drains() {
             .await
             .unwrap();
         let mut globex = connect(p.port, "app.globex", "app").await;
-        // query_typed_one, not query_one: a prepared statement's Close goes out
-        // when it is dropped, unawaited, and a FATAL that arrives while it is
-        // pending is taken as its answer, not as the connection's end.
+        // one_i64 (query_typed), not query_one: a prepared statement's Close
+        // goes out when it is dropped, unawaited, and a FATAL that arrives while
+        // it is pending is taken as its answer, not as the connection's end.
         let count = "select count(*) from items where name = 'one-thread'";
-        let seen: i64 = globex
-            .client
-            .query_typed_one(count, &[])
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(seen, 0, "globex sees no acme row, committed or not");
-        let seen: i64 = acme
-            .client
-            .query_typed_one(count, &[])
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(seen, 1, "acme sees its own uncommitted row");
+        assert_eq!(
+            globex.one_i64(count).await,
+            0,
+            "globex sees no acme row, committed or not"
+        );
+        assert_eq!(
+            acme.one_i64(count).await,
+            1,
+            "acme sees its own uncommitted row"
+        );
 
         p.signal(libc::SIGTERM);
         let e = globex.ended_with().await;
